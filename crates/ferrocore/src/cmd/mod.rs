@@ -1,0 +1,4 @@
+//! One module per verb; each exposes `main(args) -> ExitCode` with args[0] = tool name.
+
+pub mod butane;
+pub mod ignition;

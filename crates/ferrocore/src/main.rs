@@ -1,0 +1,75 @@
+//! `ferrocore`: one multi-call binary for every ferrocore tool.
+//!
+//! Run as `ferrocore <verb> ...`, or under another name through a symlink
+//! (`butane`, `ignition-validate`, ...) to behave exactly like that upstream tool,
+//! so users keep their habits and scripts. Each verb lives in its own module under
+//! `cmd/` and owns its argument parsing, because the upstream tools differ in flag
+//! conventions and exit codes (butane's pflag exits 2 on usage errors, for instance).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+mod cmd;
+
+/// The verbs reachable as `ferrocore <verb>` and their argv[0] personalities.
+const VERBS: &[(&str, &str)] = &[
+    ("butane", "translate a Butane config into an Ignition config"),
+    ("ignition", "Ignition configs: `ignition validate FILE`"),
+];
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+
+    // Personality from the program name first: `butane -p x.bu`.
+    if let Some(code) = dispatch(&argv0, &args) {
+        return code;
+    }
+    // Then `ferrocore <verb> ...`: the verb becomes argv[0] for the tool.
+    if args.len() >= 2 {
+        let verb = args[1].to_string_lossy().into_owned();
+        if verb != "--help" && verb != "-h" && verb != "help" {
+            let rest: Vec<OsString> = args.drain(1..).collect();
+            if let Some(code) = dispatch(&verb, &rest) {
+                return code;
+            }
+            eprintln!("ferrocore: unknown command '{verb}'\n");
+            usage(&mut std::io::stderr());
+            return ExitCode::from(2);
+        }
+        usage(&mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    usage(&mut std::io::stderr());
+    ExitCode::from(2)
+}
+
+/// Runs the tool named `name` with `args` (args[0] is the name the tool reports).
+fn dispatch(name: &str, args: &[OsString]) -> Option<ExitCode> {
+    Some(match name {
+        "butane" => cmd::butane::main(args),
+        "ignition" => cmd::ignition::main(args),
+        "ignition-validate" => cmd::ignition::validate_main(args),
+        _ => return None,
+    })
+}
+
+fn usage(out: &mut dyn std::io::Write) {
+    let _ = writeln!(out, "Usage: ferrocore <command> [args...]\n\nCommands:");
+    for (verb, what) in VERBS {
+        let _ = writeln!(out, "  {verb:<20} {what}");
+    }
+    let _ = writeln!(
+        out,
+        "\nThe binary is multi-call: invoked as `butane` or `ignition-validate` it behaves as that tool."
+    );
+}
