@@ -14,8 +14,28 @@ mod cmd;
 
 /// The verbs reachable as `ferrocore <verb>` and their argv[0] personalities.
 const VERBS: &[(&str, &str)] = &[
-    ("butane", "translate a Butane config into an Ignition config"),
+    (
+        "butane",
+        "translate a Butane config into an Ignition config",
+    ),
     ("ignition", "Ignition configs: `ignition validate FILE`"),
+    ("ostree", "OSTree-compatible OS image store (`ostree` CLI)"),
+    (
+        "fleetlock-server",
+        "FleetLock reboot coordinator: `fleetlock-server --config FILE`",
+    ),
+    (
+        "fleetlock",
+        "FleetLock client: `fleetlock lock|unlock|status|release`",
+    ),
+    (
+        "release",
+        "release metadata: index, rollouts, barriers, stream.json, signatures",
+    ),
+    (
+        "update-server",
+        "Cincinnati update graph service: `update-server serve --data-dir DIR`",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -59,6 +79,11 @@ fn dispatch(name: &str, args: &[OsString]) -> Option<ExitCode> {
         "butane" => cmd::butane::main(args),
         "ignition" => cmd::ignition::main(args),
         "ignition-validate" => cmd::ignition::validate_main(args),
+        "ostree" => cmd::ostree::main(args),
+        "fleetlock-server" => cmd::fleetlock::server_main(args),
+        "fleetlock" => cmd::fleetlock::main(args),
+        "release" => cmd::release::main(args),
+        "update-server" => cmd::update_server::main(args),
         _ => return None,
     })
 }

@@ -1,4 +1,8 @@
 //! One module per verb; each exposes `main(args) -> ExitCode` with args[0] = tool name.
 
 pub mod butane;
+pub mod fleetlock;
 pub mod ignition;
+pub mod ostree;
+pub mod release;
+pub mod update_server;

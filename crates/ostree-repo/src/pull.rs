@@ -1,0 +1,188 @@
+//! `pull-local`: copy commits and everything they reference from another
+//! repository on disk, converting between storage modes.
+
+use crate::object::{self, Checksum, Commit, DirTree, ObjectType};
+use crate::{fsck, Error, Repo, Result};
+use rayon::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Options of `ostree pull-local`.
+#[derive(Debug, Clone, Default)]
+pub struct PullLocalOptions {
+    /// Parent commits to follow: 0 = none, -1 = all (`--depth`).
+    pub depth: i64,
+    /// Verify every object's checksum (`--untrusted`).
+    pub untrusted: bool,
+    /// Copy only commit objects (`--commit-metadata-only`).
+    pub commit_metadata_only: bool,
+    /// Write refs under `refs/remotes/REMOTE/` (`--remote`).
+    pub remote: Option<String>,
+}
+
+/// Counters of a pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullStats {
+    /// Metadata objects copied.
+    pub metadata: u64,
+    /// Content objects copied.
+    pub content: u64,
+    /// Payload bytes written.
+    pub content_bytes: u64,
+}
+
+fn partial_path(repo: &Repo, c: &Checksum) -> std::path::PathBuf {
+    repo.path()
+        .join("state")
+        .join(format!("{}.commitpartial", object::to_hex(c)))
+}
+
+/// Pulls `refs` (ref names or checksums; all local refs of `src` when
+/// empty) from `src` into `dst`.
+pub fn pull_local(
+    src: &Repo,
+    dst: &Repo,
+    refs: &[String],
+    opts: &PullLocalOptions,
+) -> Result<PullStats> {
+    let mut wanted: Vec<(Option<String>, Checksum)> = Vec::new();
+    if refs.is_empty() {
+        for (name, c) in src.list_refs(None)? {
+            if !name.contains(':') {
+                wanted.push((Some(name), c));
+            }
+        }
+    } else {
+        for r in refs {
+            let c = src.resolve_rev(r, false)?.expect("allow_noent is false");
+            let is_checksum = object::from_hex(r).is_some();
+            wanted.push(((!is_checksum).then(|| r.clone()), c));
+        }
+    }
+    let tx = dst.begin()?;
+    let mut metadata: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
+    let mut content: BTreeSet<Checksum> = BTreeSet::new();
+    let mut commits = Vec::new();
+    for (_, c) in &wanted {
+        let mut cur = Some(*c);
+        let mut depth = opts.depth;
+        while let Some(cc) = cur {
+            if !src.has_object(ObjectType::Commit, &cc) {
+                if cc == *c {
+                    return Err(Error::NotFound(format!(
+                        "No such metadata object {}.commit",
+                        object::to_hex(&cc)
+                    )));
+                }
+                break; // history beyond this point is not in the source
+            }
+            let commit = src.load_commit(&cc)?;
+            commits.push(cc);
+            if !opts.commit_metadata_only {
+                collect_tree(src, &commit, &mut metadata, &mut content)?;
+            }
+            if depth == 0 {
+                break;
+            }
+            depth -= 1;
+            cur = commit.parent;
+        }
+    }
+    // Mark commits partial while their objects are being copied, so an
+    // interrupted pull is visible (and completed by the next one).
+    for c in &commits {
+        if !dst.has_object(ObjectType::Commit, c) || partial_path(dst, c).exists() {
+            crate::repo::write_file_atomic(&partial_path(dst, c), b"", false)?;
+        }
+    }
+    // Same storage format: objects can be shared by hardlink, as upstream does.
+    let same_mode = src.mode() == dst.mode();
+    let content: Vec<Checksum> = content.into_iter().collect();
+    content.par_iter().try_for_each(|c| -> Result<()> {
+        if tx.has_object(ObjectType::File, c) {
+            return Ok(());
+        }
+        if opts.untrusted {
+            fsck::verify_content(src, c)?;
+        }
+        if same_mode
+            && tx.link_object(ObjectType::File, c, &src.object_path(ObjectType::File, c))?
+        {
+            return Ok(());
+        }
+        let mut obj = src.open_content(c)?;
+        let size = obj.size;
+        tx.write_content(c, &obj.header.clone(), &mut obj.payload, size)?;
+        Ok(())
+    })?;
+    let mut meta_list: Vec<(ObjectType, Checksum)> = metadata.into_iter().collect();
+    meta_list.extend(commits.iter().map(|c| (ObjectType::Commit, *c)));
+    for (ty, c) in meta_list {
+        if tx.has_object(ty, &c) {
+            continue;
+        }
+        let bytes = src.read_metadata(ty, &c)?;
+        if opts.untrusted {
+            fsck::verify_metadata(ty, &c, &bytes)?;
+        }
+        let got = if same_mode && tx.link_object(ty, &c, &src.object_path(ty, &c))? {
+            c
+        } else {
+            tx.write_metadata(ty, &bytes)?
+        };
+        if got != c {
+            return Err(Error::Corrupt(format!(
+                "Corrupted {} object; checksum expected='{}' actual='{}'",
+                ty.extension(),
+                object::to_hex(&c),
+                object::to_hex(&got)
+            )));
+        }
+        if ty == ObjectType::Commit {
+            if let Some(d) = src.read_commit_detached_metadata(&c)? {
+                tx.write_commit_detached_metadata(&c, Some(&d))?;
+            }
+        }
+    }
+    for (name, c) in &wanted {
+        if let Some(n) = name {
+            let (remote, n) = match n.split_once(':') {
+                Some((_, n)) => (opts.remote.as_deref(), n),
+                None => (opts.remote.as_deref(), n.as_str()),
+            };
+            tx.set_ref(remote, n, Some(*c))?;
+        }
+    }
+    let stats = PullStats {
+        metadata: tx.stats.metadata_written.load(Relaxed),
+        content: tx.stats.content_written.load(Relaxed),
+        content_bytes: tx.stats.content_bytes_written.load(Relaxed),
+    };
+    tx.commit()?;
+    if !opts.commit_metadata_only {
+        for c in &commits {
+            let _ = std::fs::remove_file(partial_path(dst, c));
+        }
+    }
+    Ok(stats)
+}
+
+fn collect_tree(
+    src: &Repo,
+    commit: &Commit,
+    metadata: &mut BTreeSet<(ObjectType, Checksum)>,
+    content: &mut BTreeSet<Checksum>,
+) -> Result<()> {
+    let mut stack = vec![(commit.root_tree, commit.root_meta)];
+    while let Some((t, m)) = stack.pop() {
+        metadata.insert((ObjectType::DirMeta, m));
+        if !metadata.insert((ObjectType::DirTree, t)) {
+            continue;
+        }
+        let tree = DirTree::from_bytes(&src.read_metadata(ObjectType::DirTree, &t)?)
+            .map_err(|e| Error::Corrupt(format!("{}.dirtree: {e}", object::to_hex(&t))))?;
+        content.extend(tree.files.iter().map(|(_, c)| *c));
+        stack.extend(tree.dirs.iter().map(|(_, tc, mc)| (*tc, *mc)));
+    }
+    Ok(())
+}

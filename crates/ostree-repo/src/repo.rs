@@ -1,0 +1,1153 @@
+//! The repository: layout, config, loose objects, refs and transactions.
+
+use crate::keyfile::KeyFile;
+use crate::object::{self, mode, Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType};
+use crate::{sys, Error, Result};
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// How objects are stored (`core.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoMode {
+    /// Files stored as-is with real ownership and xattrs (needs root).
+    Bare,
+    /// Files owned by the writer; real metadata in the `user.ostreemeta` xattr.
+    BareUser,
+    /// Files owned by the writer; metadata canonicalized away at commit.
+    BareUserOnly,
+    /// Compressed `.filez` objects, servable over plain HTTP.
+    Archive,
+}
+
+impl RepoMode {
+    /// Parses a mode as accepted by `ostree init --mode` and `core.mode`.
+    pub fn parse(s: &str) -> Result<RepoMode> {
+        Ok(match s {
+            "bare" => RepoMode::Bare,
+            "bare-user" => RepoMode::BareUser,
+            "bare-user-only" => RepoMode::BareUserOnly,
+            "archive" | "archive-z2" => RepoMode::Archive,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "Invalid mode '{s}' in repository configuration"
+                )))
+            }
+        })
+    }
+
+    /// The string written to `core.mode` (archive is written as the legacy
+    /// `archive-z2` so that old clients still read it).
+    pub fn as_config_str(self) -> &'static str {
+        match self {
+            RepoMode::Bare => "bare",
+            RepoMode::BareUser => "bare-user",
+            RepoMode::BareUserOnly => "bare-user-only",
+            RepoMode::Archive => "archive-z2",
+        }
+    }
+}
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repo {
+    path: PathBuf,
+    mode: RepoMode,
+    config: KeyFile,
+    fsync: bool,
+}
+
+fn io_err(ctx: impl std::fmt::Display, p: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    let c = format!("{ctx} {}", p.display());
+    move |e| Error::io(c, e)
+}
+
+/// Writes `data` to `path` via a temp file in the same directory, fsync,
+/// rename, fsync of the directory: readers see the old or the new file.
+pub(crate) fn write_file_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        std::process::id()
+    ));
+    {
+        let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+        f.write_all(data).map_err(io_err("writing", &tmp))?;
+        if fsync {
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
+    }
+    fs::rename(&tmp, path).map_err(io_err("renaming into", path))?;
+    if fsync {
+        sys::fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Lexically resolves `.` and `..` (symlink targets of ref aliases).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Validates a ref name (`[\w\d][-._\w\d]*` fragments joined by `/`).
+pub fn validate_ref(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|frag| {
+            let mut cs = frag.chars();
+            matches!(cs.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+                && cs.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("Invalid ref name {name}")))
+    }
+}
+
+/// Splits a refspec `[remote:]ref` and validates both parts.
+pub fn parse_refspec(spec: &str) -> Result<(Option<&str>, &str)> {
+    let (remote, name) = match spec.split_once(':') {
+        Some((r, n)) => (Some(r), n),
+        None => (None, spec),
+    };
+    if let Some(r) = remote {
+        if r.is_empty() || r.contains('/') {
+            return Err(Error::Invalid(format!("Invalid remote name {r}")));
+        }
+    }
+    validate_ref(name)?;
+    Ok((remote, name))
+}
+
+/// A content object opened for reading.
+pub struct ContentObject {
+    /// Ownership, mode, symlink target and xattrs.
+    pub header: FileHeader,
+    /// Uncompressed payload size (0 for symlinks).
+    pub size: u64,
+    /// The payload (empty for symlinks).
+    pub payload: Box<dyn Read + Send>,
+    /// For bare-mode regular files: the object's own path (for hardlinking).
+    pub path: Option<PathBuf>,
+}
+
+impl Repo {
+    /// Creates a new repository at `path` (the directory may exist but must
+    /// not already be a repository) and opens it.
+    pub fn create(path: &Path, mode: RepoMode) -> Result<Repo> {
+        Self::create_with(path, mode, None)
+    }
+
+    /// Like [`Repo::create`], optionally recording `core.collection-id`.
+    pub fn create_with(path: &Path, mode: RepoMode, collection_id: Option<&str>) -> Result<Repo> {
+        fs::create_dir_all(path).map_err(io_err("creating", path))?;
+        if path.join("objects").is_dir() {
+            // Upstream treats re-init of an existing repo with the same mode
+            // as success; a different mode is an error.
+            let r = Repo::open(path)?;
+            if r.mode != mode {
+                return Err(Error::Invalid(format!(
+                    "Repository at {} exists with mode {}",
+                    path.display(),
+                    r.mode.as_config_str()
+                )));
+            }
+            return Ok(r);
+        }
+        let mut config = format!("[core]\nrepo_version=1\nmode={}\n", mode.as_config_str());
+        if let Some(c) = collection_id {
+            config.push_str(&format!("collection-id={c}\n"));
+        }
+        write_file_atomic(&path.join("config"), config.as_bytes(), true)?;
+        for d in [
+            "tmp",
+            "extensions",
+            "state",
+            "refs",
+            "refs/heads",
+            "refs/mirrors",
+            "refs/remotes",
+            "objects",
+        ] {
+            let p = path.join(d);
+            match fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("creating {}", p.display()), e)),
+            }
+        }
+        sys::fsync_dir(path)?;
+        Repo::open(path)
+    }
+
+    /// Opens an existing repository.
+    pub fn open(path: &Path) -> Result<Repo> {
+        if !path.join("objects").is_dir() {
+            return Err(Error::NotFound(format!(
+                "opening repo: opendir(objects): No such file or directory ({})",
+                path.display()
+            )));
+        }
+        // tmp/ is scratch space that users may delete; recreate it.
+        let tmp = path.join("tmp");
+        if !tmp.is_dir() {
+            fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
+        }
+        let cpath = path.join("config");
+        let text = fs::read_to_string(&cpath).map_err(io_err("reading", &cpath))?;
+        let config = KeyFile::parse(&text, &cpath.display().to_string())?;
+        match config.get("core", "repo_version") {
+            Some("1") => {}
+            Some(v) => {
+                return Err(Error::Invalid(format!(
+                    "Invalid repository version '{v}' in {}",
+                    cpath.display()
+                )))
+            }
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{}: key 'repo_version' not found in group 'core'",
+                    cpath.display()
+                )))
+            }
+        }
+        if config.get("core", "archive").is_some() {
+            return Err(Error::Invalid("This version of OSTree no longer supports \"archive\" repositories; use archive-z2 instead".into()));
+        }
+        let mode = RepoMode::parse(config.get("core", "mode").unwrap_or("bare"))?;
+        let fsync = config.get_bool("core", "fsync")?.unwrap_or(true);
+        Ok(Repo {
+            path: path.to_path_buf(),
+            mode,
+            config,
+            fsync,
+        })
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Storage mode.
+    pub fn mode(&self) -> RepoMode {
+        self.mode
+    }
+
+    /// The parsed `config` keyfile.
+    pub fn config(&self) -> &KeyFile {
+        &self.config
+    }
+
+    /// Replaces the `config` file atomically.
+    pub fn write_config(&mut self, config: KeyFile) -> Result<()> {
+        write_file_atomic(
+            &self.path.join("config"),
+            config.to_text().as_bytes(),
+            self.fsync,
+        )?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Whether writes are fsynced (`core.fsync`, default true).
+    pub fn fsync_enabled(&self) -> bool {
+        self.fsync
+    }
+
+    /// `objects/XX/rest.EXT` relative to the repo (`.filez` in archive mode).
+    pub fn object_relpath(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
+        let h = object::to_hex(c);
+        let ext = if ty == ObjectType::File && self.mode == RepoMode::Archive {
+            "filez"
+        } else {
+            ty.extension()
+        };
+        PathBuf::from(format!("objects/{}/{}.{ext}", &h[..2], &h[2..]))
+    }
+
+    /// Absolute path of a loose object.
+    pub fn object_path(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
+        self.path.join(self.object_relpath(ty, c))
+    }
+
+    /// True if the object is present.
+    pub fn has_object(&self, ty: ObjectType, c: &Checksum) -> bool {
+        fs::symlink_metadata(self.object_path(ty, c)).is_ok()
+    }
+
+    /// Reads a metadata object's bytes (not verified; see [`crate::fsck`]).
+    pub fn read_metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
+        let p = self.object_path(ty, c);
+        fs::read(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::NotFound(format!(
+                    "No such metadata object {}.{}",
+                    object::to_hex(c),
+                    ty.extension()
+                ))
+            } else {
+                Error::io(format!("reading {}", p.display()), e)
+            }
+        })
+    }
+
+    /// Loads and parses a commit.
+    pub fn load_commit(&self, c: &Checksum) -> Result<Commit> {
+        Commit::from_bytes(&self.read_metadata(ObjectType::Commit, c)?)
+    }
+    /// Loads and parses a dirtree.
+    pub fn load_dirtree(&self, c: &Checksum) -> Result<DirTree> {
+        DirTree::from_bytes(&self.read_metadata(ObjectType::DirTree, c)?)
+    }
+    /// Loads and parses a dirmeta.
+    pub fn load_dirmeta(&self, c: &Checksum) -> Result<DirMeta> {
+        DirMeta::from_bytes(&self.read_metadata(ObjectType::DirMeta, c)?)
+    }
+
+    /// Reads detached metadata (`.commitmeta`), if any.
+    pub fn read_commit_detached_metadata(&self, c: &Checksum) -> Result<Option<Vec<u8>>> {
+        match self.read_metadata(ObjectType::CommitMeta, c) {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens a content object, decoding it according to the repo mode.
+    pub fn open_content(&self, c: &Checksum) -> Result<ContentObject> {
+        let p = self.object_path(ObjectType::File, c);
+        let md = fs::symlink_metadata(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::NotFound(format!("No such file object {}", object::to_hex(c)))
+            } else {
+                Error::io(format!("stat {}", p.display()), e)
+            }
+        })?;
+        match self.mode {
+            RepoMode::Archive => {
+                let f = File::open(&p).map_err(io_err("opening", &p))?;
+                let mut r = BufReader::new(f);
+                let mut prefix = [0u8; 8];
+                r.read_exact(&mut prefix).map_err(io_err("reading", &p))?;
+                let len = object::parse_lenprefix(&prefix)?;
+                let mut hv = vec![0u8; len];
+                r.read_exact(&mut hv).map_err(io_err("reading", &p))?;
+                let (header, size) = FileHeader::from_zlib_variant_bytes(&hv)?;
+                let payload: Box<dyn Read + Send> = if mode::is_reg(header.mode) {
+                    Box::new(DeflateDecoder::new(r).take(size))
+                } else {
+                    Box::new(io::empty())
+                };
+                Ok(ContentObject {
+                    header,
+                    size,
+                    payload,
+                    path: None,
+                })
+            }
+            RepoMode::Bare | RepoMode::BareUserOnly => {
+                let (uid, gid, xattrs) = if self.mode == RepoMode::Bare {
+                    (md.uid(), md.gid(), sys::lget_xattrs(&p)?)
+                } else {
+                    (0, 0, Vec::new())
+                };
+                if md.file_type().is_symlink() {
+                    let t = fs::read_link(&p).map_err(io_err("readlink", &p))?;
+                    let header = FileHeader {
+                        uid,
+                        gid,
+                        mode: mode::S_IFLNK | 0o777,
+                        symlink_target: t.to_string_lossy().into_owned(),
+                        xattrs,
+                    };
+                    return Ok(ContentObject {
+                        header,
+                        size: 0,
+                        payload: Box::new(io::empty()),
+                        path: None,
+                    });
+                }
+                let f = File::open(&p).map_err(io_err("opening", &p))?;
+                Ok(ContentObject {
+                    header: FileHeader {
+                        uid,
+                        gid,
+                        mode: md.mode(),
+                        symlink_target: String::new(),
+                        xattrs,
+                    },
+                    size: md.len(),
+                    payload: Box::new(f),
+                    path: Some(p),
+                })
+            }
+            RepoMode::BareUser => {
+                let meta = sys::lget_xattr(&p, "user.ostreemeta")?.ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "Unable to read file '{}': missing user.ostreemeta",
+                        p.display()
+                    ))
+                })?;
+                let mut f = File::open(&p).map_err(io_err("opening", &p))?;
+                let probe = FileHeader::from_ostreemeta(&meta, "x".into())?;
+                if mode::is_lnk(probe.mode) {
+                    let mut t = Vec::new();
+                    f.read_to_end(&mut t).map_err(io_err("reading", &p))?;
+                    if t.last() == Some(&0) {
+                        t.pop();
+                    }
+                    let target = String::from_utf8(t).map_err(|_| {
+                        Error::Corrupt(format!("{}: symlink target not UTF-8", p.display()))
+                    })?;
+                    let header = FileHeader::from_ostreemeta(&meta, target)?;
+                    return Ok(ContentObject {
+                        header,
+                        size: 0,
+                        payload: Box::new(io::empty()),
+                        path: None,
+                    });
+                }
+                let header = FileHeader::from_ostreemeta(&meta, String::new())?;
+                Ok(ContentObject {
+                    header,
+                    size: md.len(),
+                    payload: Box::new(f),
+                    path: Some(p),
+                })
+            }
+        }
+    }
+
+    /// Lists all loose objects of the given types.
+    pub fn list_objects(&self, want: &[ObjectType]) -> Result<Vec<(Checksum, ObjectType)>> {
+        let mut out = Vec::new();
+        let od = self.path.join("objects");
+        for d in fs::read_dir(&od).map_err(io_err("reading", &od))? {
+            let d = d.map_err(io_err("reading", &od))?;
+            let prefix = d.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !d.path().is_dir() {
+                continue;
+            }
+            for e in fs::read_dir(d.path()).map_err(io_err("reading", &d.path()))? {
+                let e = e.map_err(io_err("reading", &d.path()))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some((rest, ext)) = name.split_once('.') else {
+                    continue;
+                };
+                let ty = match (ext, self.mode) {
+                    ("filez", RepoMode::Archive) => ObjectType::File,
+                    ("file", m) if m != RepoMode::Archive => ObjectType::File,
+                    ("file" | "filez", _) => continue,
+                    (x, _) => match ObjectType::from_name(x) {
+                        Some(t) => t,
+                        None => continue,
+                    },
+                };
+                if !want.contains(&ty) {
+                    continue;
+                }
+                if let Some(c) = object::from_hex(&format!("{prefix}{rest}")) {
+                    out.push((c, ty));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- refs
+
+    fn refs_dir(&self, remote: Option<&str>) -> PathBuf {
+        match remote {
+            None => self.path.join("refs/heads"),
+            Some(r) => self.path.join("refs/remotes").join(r),
+        }
+    }
+
+    /// Resolves a revision: a full checksum, a unique checksum prefix, a ref
+    /// (`name` or `remote:name`), optionally followed by `^` (parent) marks.
+    /// With `allow_noent`, a missing ref yields `Ok(None)`.
+    pub fn resolve_rev(&self, rev: &str, allow_noent: bool) -> Result<Option<Checksum>> {
+        if let Some(base) = rev.strip_suffix('^') {
+            let Some(c) = self.resolve_rev(base, allow_noent)? else {
+                return Ok(None);
+            };
+            let commit = self.load_commit(&c)?;
+            return match commit.parent {
+                Some(p) => Ok(Some(p)),
+                None => Err(Error::NotFound(format!(
+                    "Commit {} has no parent",
+                    object::to_hex(&c)
+                ))),
+            };
+        }
+        if let Some(c) = object::from_hex(rev) {
+            return Ok(Some(c));
+        }
+        let (remote, name) = match rev.split_once(':') {
+            Some((r, n)) => (Some(r), n),
+            None => (None, rev),
+        };
+        if validate_ref(name).is_ok() {
+            if let Some(c) = self.read_ref(remote, name)? {
+                return Ok(Some(c));
+            }
+            // `remote/ref` also names refs/remotes/remote/ref.
+            let rp = self.path.join("refs/remotes").join(name);
+            if remote.is_none() && rp.is_file() {
+                return self.parse_ref_file(&rp).map(Some);
+            }
+            if remote.is_none() {
+                // Upstream also looks for a remote ref by its bare name
+                // (`refs/remotes/*/name`) and for mirrored refs.
+                if let Some(c) = self.find_remote_ref(name)? {
+                    return Ok(Some(c));
+                }
+            }
+        }
+        if remote.is_none()
+            && rev.len() >= 4
+            && rev.len() < 64
+            && rev.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            let lower = rev.to_ascii_lowercase();
+            let dir = self.path.join("objects").join(&lower[..2]);
+            let mut found = Vec::new();
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if let Some(rest) = n.strip_suffix(".commit") {
+                        if rest.starts_with(&lower[2..]) {
+                            found.push(format!("{}{rest}", &lower[..2]));
+                        }
+                    }
+                }
+            }
+            if found.len() == 1 {
+                return Ok(object::from_hex(&found[0]));
+            }
+            if found.len() > 1 {
+                return Err(Error::Invalid(format!("Refspec '{rev}' is ambiguous")));
+            }
+        }
+        if allow_noent {
+            Ok(None)
+        } else {
+            Err(Error::NotFound(format!("Refspec '{rev}' not found")))
+        }
+    }
+
+    fn find_remote_ref(&self, name: &str) -> Result<Option<Checksum>> {
+        let rd = self.path.join("refs/remotes");
+        let Ok(entries) = fs::read_dir(&rd) else {
+            return Ok(None);
+        };
+        for e in entries.flatten() {
+            let p = e.path().join(name);
+            if p.is_file() {
+                return self.parse_ref_file(&p).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn parse_ref_file(&self, p: &Path) -> Result<Checksum> {
+        let s = fs::read_to_string(p).map_err(io_err("reading", p))?;
+        object::from_hex(s.trim_end())
+            .ok_or_else(|| Error::Corrupt(format!("Invalid checksum in ref file {}", p.display())))
+    }
+
+    /// Reads one ref; `None` if absent.
+    pub fn read_ref(&self, remote: Option<&str>, name: &str) -> Result<Option<Checksum>> {
+        let p = self.refs_dir(remote).join(name);
+        if !p.is_file() {
+            return Ok(None);
+        }
+        self.parse_ref_file(&p).map(Some)
+    }
+
+    /// All refs under `refs/heads` (and `refs/remotes`, shown as
+    /// `remote:name`), sorted by name.
+    pub fn list_refs(&self, prefix: Option<&str>) -> Result<BTreeMap<String, Checksum>> {
+        let mut out = BTreeMap::new();
+        let heads = self.path.join("refs/heads");
+        self.walk_refs(&heads, "", &mut out)?;
+        let remotes = self.path.join("refs/remotes");
+        if let Ok(rd) = fs::read_dir(&remotes) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    let mut m = BTreeMap::new();
+                    self.walk_refs(&e.path(), "", &mut m)?;
+                    let rn = e.file_name().to_string_lossy().into_owned();
+                    out.extend(m.into_iter().map(|(k, v)| (format!("{rn}:{k}"), v)));
+                }
+            }
+        }
+        // `remote:.` is accepted for compatibility with flatpak.
+        let prefix = prefix.map(|p| p.strip_suffix(":.").map(|r| &p[..=r.len()]).unwrap_or(p));
+        if let Some(p) = prefix {
+            out.retain(|k, _| {
+                k == p || k.starts_with(&format!("{p}/")) || (p.ends_with(':') && k.starts_with(p))
+            });
+        }
+        Ok(out)
+    }
+
+    fn walk_refs(&self, dir: &Path, rel: &str, out: &mut BTreeMap<String, Checksum>) -> Result<()> {
+        let Ok(rd) = fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for e in rd {
+            let e = e.map_err(io_err("reading", dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let relname = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let p = e.path();
+            if p.is_dir() {
+                self.walk_refs(&p, &relname, out)?;
+            } else {
+                out.insert(relname, self.parse_ref_file(&p)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets (or with `None` deletes) a ref atomically.
+    pub fn set_ref(
+        &self,
+        remote: Option<&str>,
+        name: &str,
+        target: Option<&Checksum>,
+    ) -> Result<()> {
+        validate_ref(name)?;
+        let p = self.refs_dir(remote).join(name);
+        match target {
+            Some(c) => {
+                let parent = p.parent().expect("ref path has a parent");
+                fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+                write_file_atomic(
+                    &p,
+                    format!("{}\n", object::to_hex(c)).as_bytes(),
+                    self.fsync,
+                )
+            }
+            None => match fs::remove_file(&p) {
+                Ok(()) => {
+                    // Drop now-empty parent directories (but never the root).
+                    let root = self.refs_dir(remote);
+                    let mut d = p.parent();
+                    while let Some(dir) = d {
+                        if dir == root || fs::remove_dir(dir).is_err() {
+                            break;
+                        }
+                        d = dir.parent();
+                    }
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
+            },
+        }
+    }
+
+    /// Local refs that are symlinks to other local refs: alias -> target.
+    pub fn list_aliases(&self) -> Result<BTreeMap<String, String>> {
+        let heads = self.path.join("refs/heads");
+        let mut out = BTreeMap::new();
+        let mut stack = vec![heads.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(md) = fs::symlink_metadata(&p) else {
+                    continue;
+                };
+                if md.file_type().is_symlink() {
+                    let target = fs::read_link(&p).map_err(io_err("readlink", &p))?;
+                    let abs = normalize(&dir.join(target));
+                    if let (Ok(a), Ok(t)) = (p.strip_prefix(&heads), abs.strip_prefix(&heads)) {
+                        out.insert(
+                            a.to_string_lossy().into_owned(),
+                            t.to_string_lossy().into_owned(),
+                        );
+                    }
+                } else if md.is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes local ref `alias` a symlink to local ref `target`.
+    pub fn set_alias(&self, alias: &str, target: &str) -> Result<()> {
+        validate_ref(alias)?;
+        validate_ref(target)?;
+        if alias.contains(':') {
+            return Err(Error::Invalid("Cannot create alias to remote ref".into()));
+        }
+        let heads = self.path.join("refs/heads");
+        if !heads.join(target).is_file() {
+            return Err(Error::NotFound(format!(
+                "Cannot create alias to non-existent ref: {target}"
+            )));
+        }
+        let p = heads.join(alias);
+        let parent = p.parent().expect("ref path has a parent");
+        fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+        // Relative link: climb out of the alias' directory to refs/heads.
+        let depth = alias.matches('/').count();
+        let rel = format!("{}{target}", "../".repeat(depth));
+        let tmp = parent.join(format!(".tmp-alias-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&rel, &tmp).map_err(io_err("symlink", &tmp))?;
+        fs::rename(&tmp, &p).map_err(io_err("renaming into", &p))?;
+        if self.fsync {
+            sys::fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a ref, refusing when aliases point at it.
+    pub fn delete_ref(&self, remote: Option<&str>, name: &str) -> Result<()> {
+        if remote.is_none() {
+            let aliases = self.list_aliases()?;
+            if !aliases.contains_key(name) && aliases.values().any(|t| t == name) {
+                return Err(Error::Invalid(format!("Ref '{name}' has an active alias")));
+            }
+        }
+        self.set_ref(remote, name, None)
+    }
+
+    /// Starts a write transaction (objects are staged, then published).
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        Transaction::new(self)
+    }
+}
+
+/// A queued ref change: (remote, name, new target or deletion).
+type RefUpdate = (Option<String>, String, Option<Checksum>);
+
+/// Counters reported after a transaction.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Metadata objects seen.
+    pub metadata_total: AtomicU64,
+    /// Metadata objects written.
+    pub metadata_written: AtomicU64,
+    /// Content objects seen.
+    pub content_total: AtomicU64,
+    /// Content objects written.
+    pub content_written: AtomicU64,
+    /// Payload bytes of written content objects.
+    pub content_bytes_written: AtomicU64,
+}
+
+/// A write transaction. New objects are written complete (temp file then
+/// rename) into a private staging directory under `tmp/`; [`commit`] flushes
+/// them to disk, moves them into `objects/`, flushes again and only then
+/// updates refs. A process killed at any point therefore leaves `objects/`
+/// with only complete objects and refs pointing only at complete commits.
+///
+/// [`commit`]: Transaction::commit
+pub struct Transaction<'a> {
+    repo: &'a Repo,
+    staging: PathBuf,
+    // staged path -> final path; a map because parallel writers may stage
+    // the same object twice.
+    staged: Mutex<std::collections::HashMap<PathBuf, PathBuf>>,
+    refs: Mutex<Vec<RefUpdate>>,
+    counter: AtomicU64,
+    /// Object counters.
+    pub stats: Stats,
+}
+
+impl<'a> Transaction<'a> {
+    fn new(repo: &'a Repo) -> Result<Transaction<'a>> {
+        let tmp = repo.path.join("tmp");
+        fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
+        // Remove staging directories of dead writers (a killed commit).
+        if let Ok(rd) = fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = n
+                    .strip_prefix("staging-")
+                    .and_then(|p| p.parse::<i32>().ok())
+                {
+                    // SAFETY: kill with signal 0 only probes for existence.
+                    let alive = unsafe { libc::kill(pid, 0) } == 0;
+                    if !alive && pid != std::process::id() as i32 {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let staging = tmp.join(format!("staging-{}", std::process::id()));
+        fs::create_dir_all(&staging).map_err(io_err("creating", &staging))?;
+        Ok(Transaction {
+            repo,
+            staging,
+            staged: Mutex::new(std::collections::HashMap::new()),
+            refs: Mutex::new(Vec::new()),
+            counter: AtomicU64::new(0),
+            stats: Stats::default(),
+        })
+    }
+
+    /// The repository being written.
+    pub fn repo(&self) -> &Repo {
+        self.repo
+    }
+
+    fn staged_path(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
+        let rel = self.repo.object_relpath(ty, c);
+        let name = rel.to_string_lossy().replace('/', "-");
+        self.staging.join(name)
+    }
+
+    /// True if the object exists in the repo or was staged by this transaction.
+    pub fn has_object(&self, ty: ObjectType, c: &Checksum) -> bool {
+        self.repo.has_object(ty, c) || fs::symlink_metadata(self.staged_path(ty, c)).is_ok()
+    }
+
+    fn tmp_name(&self) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.staging.join(format!(".tmp{n}"))
+    }
+
+    fn stage(&self, tmp: &Path, ty: ObjectType, c: &Checksum) -> Result<()> {
+        let staged = self.staged_path(ty, c);
+        fs::rename(tmp, &staged).map_err(io_err("renaming into", &staged))?;
+        self.staged
+            .lock()
+            .expect("no panics while holding the lock")
+            .insert(staged, self.repo.object_path(ty, c));
+        Ok(())
+    }
+
+    /// Writes a metadata object if missing; returns its checksum.
+    pub fn write_metadata(&self, ty: ObjectType, data: &[u8]) -> Result<Checksum> {
+        let c = object::metadata_checksum(data);
+        self.stats.metadata_total.fetch_add(1, Ordering::Relaxed);
+        if self.has_object(ty, &c) {
+            return Ok(c);
+        }
+        let tmp = self.tmp_name();
+        let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+        f.write_all(data).map_err(io_err("writing", &tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(io_err("chmod", &tmp))?;
+        drop(f);
+        self.stage(&tmp, ty, &c)?;
+        self.stats.metadata_written.fetch_add(1, Ordering::Relaxed);
+        Ok(c)
+    }
+
+    /// Replaces the detached metadata of `commit` (written directly: it is
+    /// mutable and keyed by the commit, not content-addressed).
+    pub fn write_commit_detached_metadata(
+        &self,
+        commit: &Checksum,
+        data: Option<&[u8]>,
+    ) -> Result<()> {
+        let p = self.repo.object_path(ObjectType::CommitMeta, commit);
+        match data {
+            Some(d) => {
+                let dir = p.parent().expect("object path has a parent");
+                fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+                write_file_atomic(&p, d, self.repo.fsync)
+            }
+            None => match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(Error::io(format!("removing {}", p.display()), e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Writes a content object with a known checksum if it is missing,
+    /// streaming `payload` (exactly `size` bytes for regular files). Returns
+    /// whether it was written. The caller vouches for `checksum` (it hashed
+    /// the same header and payload first).
+    pub fn write_content(
+        &self,
+        checksum: &Checksum,
+        header: &FileHeader,
+        payload: &mut dyn Read,
+        size: u64,
+    ) -> Result<bool> {
+        self.stats.content_total.fetch_add(1, Ordering::Relaxed);
+        if self.has_object(ObjectType::File, checksum) {
+            return Ok(false);
+        }
+        let is_link = mode::is_lnk(header.mode);
+        let tmp = self.tmp_name();
+        match self.repo.mode {
+            RepoMode::Archive => {
+                let f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+                let mut w = io::BufWriter::new(f);
+                w.write_all(&header.to_zlib_header(if is_link { 0 } else { size }))
+                    .map_err(io_err("writing", &tmp))?;
+                let mut f = if is_link {
+                    w
+                } else {
+                    let mut enc = DeflateEncoder::new(w, Compression::new(6));
+                    copy_exact(payload, &mut enc, size, &tmp)?;
+                    enc.finish().map_err(io_err("compressing", &tmp))?
+                };
+                f.flush().map_err(io_err("writing", &tmp))?;
+                let f = f
+                    .into_inner()
+                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e.into_error()))?;
+                f.set_permissions(fs::Permissions::from_mode(0o644))
+                    .map_err(io_err("chmod", &tmp))?;
+            }
+            mode_ => {
+                if is_link && mode_ != RepoMode::BareUser {
+                    std::os::unix::fs::symlink(&header.symlink_target, &tmp)
+                        .map_err(io_err("symlink", &tmp))?;
+                    if mode_ == RepoMode::Bare {
+                        sys::lchown(&tmp, header.uid, header.gid)?;
+                        sys::lset_xattrs(&tmp, &header.xattrs)?;
+                    }
+                } else {
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)
+                        .map_err(io_err("creating", &tmp))?;
+                    if is_link {
+                        let mut t = header.symlink_target.as_bytes().to_vec();
+                        t.push(0);
+                        f.write_all(&t).map_err(io_err("writing", &tmp))?;
+                    } else {
+                        let mut w = io::BufWriter::with_capacity(128 * 1024, &mut f);
+                        copy_exact(payload, &mut w, size, &tmp)?;
+                        w.flush().map_err(io_err("writing", &tmp))?;
+                    }
+                    let perm = match mode_ {
+                        RepoMode::Bare => header.mode & 0o7777,
+                        RepoMode::BareUser if is_link => 0o644,
+                        RepoMode::BareUser => (header.mode & 0o775) | 0o400,
+                        _ => header.mode & 0o7777,
+                    };
+                    if mode_ == RepoMode::BareUserOnly && header.mode & !(mode::S_IFMT | 0o775) != 0
+                    {
+                        let _ = fs::remove_file(&tmp);
+                        return Err(Error::Invalid(format!(
+                            "Content object {}: invalid mode 0{:04o} with bits 0{:04o}",
+                            object::to_hex(checksum),
+                            header.mode & 0o7777,
+                            header.mode & 0o7777 & !0o775
+                        )));
+                    }
+                    if mode_ == RepoMode::Bare {
+                        drop(f);
+                        sys::lchown(&tmp, header.uid, header.gid)?;
+                        sys::lset_xattrs(&tmp, &header.xattrs)?;
+                        fs::set_permissions(&tmp, fs::Permissions::from_mode(perm))
+                            .map_err(io_err("chmod", &tmp))?;
+                    } else {
+                        if mode_ == RepoMode::BareUser {
+                            drop(f);
+                            sys::lset_xattrs(
+                                &tmp,
+                                &vec![(b"user.ostreemeta\0".to_vec(), header.to_ostreemeta())],
+                            )?;
+                        }
+                        fs::set_permissions(&tmp, fs::Permissions::from_mode(perm))
+                            .map_err(io_err("chmod", &tmp))?;
+                    }
+                    // Objects have mtime 0 so hardlinked checkouts are reproducible.
+                    sys::set_mtime(&tmp, 0)?;
+                }
+            }
+        }
+        self.stage(&tmp, ObjectType::File, checksum)?;
+        self.stats.content_written.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .content_bytes_written
+            .fetch_add(size, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Imports an object by hardlinking another repository's object file
+    /// (same storage mode, same filesystem). Returns false when linking is
+    /// impossible, so the caller copies instead.
+    pub fn link_object(&self, ty: ObjectType, c: &Checksum, src: &Path) -> Result<bool> {
+        let staged = self.staged_path(ty, c);
+        match fs::hard_link(src, &staged) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(true),
+            Err(_) => return Ok(false),
+        }
+        self.staged
+            .lock()
+            .expect("no panics while holding the lock")
+            .insert(staged, self.repo.object_path(ty, c));
+        let counter = if ty == ObjectType::File {
+            &self.stats.content_written
+        } else {
+            &self.stats.metadata_written
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Queues a ref update, applied by [`Transaction::commit`] after the
+    /// objects are durable.
+    pub fn set_ref(
+        &self,
+        remote: Option<&str>,
+        name: &str,
+        target: Option<Checksum>,
+    ) -> Result<()> {
+        validate_ref(name)?;
+        self.refs
+            .lock()
+            .expect("no panics while holding the lock")
+            .push((remote.map(str::to_string), name.to_string(), target));
+        Ok(())
+    }
+
+    /// Publishes staged objects and applies queued ref updates.
+    pub fn commit(self) -> Result<()> {
+        let fsync = self.repo.fsync;
+        let staged = std::mem::take(
+            &mut *self
+                .staged
+                .lock()
+                .expect("no panics while holding the lock"),
+        );
+        if fsync && !staged.is_empty() {
+            sys::syncfs(&self.staging)?;
+        }
+        let mut made_dirs = std::collections::HashSet::new();
+        for (from, to) in &staged {
+            let dir = to.parent().expect("object path has a parent").to_path_buf();
+            if made_dirs.insert(dir.clone()) {
+                match fs::create_dir(&dir) {
+                    Ok(()) => {
+                        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+                }
+            }
+            fs::rename(from, to).map_err(io_err("renaming into", to))?;
+        }
+        if fsync && !staged.is_empty() {
+            sys::syncfs(&self.repo.path)?;
+        }
+        let refs =
+            std::mem::take(&mut *self.refs.lock().expect("no panics while holding the lock"));
+        for (remote, name, target) in refs {
+            self.repo
+                .set_ref(remote.as_deref(), &name, target.as_ref())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+}
+
+fn copy_exact(r: &mut dyn Read, w: &mut dyn Write, size: u64, p: &Path) -> Result<()> {
+    let n = io::copy(&mut r.take(size), w).map_err(io_err("copying into", p))?;
+    if n != size {
+        return Err(Error::Invalid(format!(
+            "{}: file changed size while committing ({n} of {size} bytes)",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_names() {
+        for ok in [
+            "a",
+            "foo/bar",
+            "fedora/x86_64/coreos/stable",
+            "a.b-c_d",
+            "_x",
+        ] {
+            assert!(validate_ref(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "-a", ".a", "a b", "a:b", "a/../b"] {
+            assert!(validate_ref(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn init_writes_upstream_config() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Repo::create(&d.path().join("r"), RepoMode::Archive).unwrap();
+        let cfg = fs::read_to_string(r.path().join("config")).unwrap();
+        assert_eq!(cfg, "[core]\nrepo_version=1\nmode=archive-z2\n");
+        for sub in [
+            "tmp",
+            "extensions",
+            "state",
+            "refs/heads",
+            "refs/remotes",
+            "refs/mirrors",
+            "objects",
+        ] {
+            assert!(r.path().join(sub).is_dir(), "{sub}");
+        }
+        assert!(Repo::create(&d.path().join("r"), RepoMode::Bare).is_err());
+    }
+
+    #[test]
+    fn refs_roundtrip() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Repo::create(d.path(), RepoMode::BareUser).unwrap();
+        let c = [0xab; 32];
+        r.set_ref(None, "a/b/c", Some(&c)).unwrap();
+        assert_eq!(r.resolve_rev("a/b/c", false).unwrap(), Some(c));
+        assert_eq!(
+            fs::read_to_string(d.path().join("refs/heads/a/b/c")).unwrap(),
+            format!("{}\n", object::to_hex(&c))
+        );
+        assert_eq!(r.list_refs(Some("a")).unwrap().len(), 1);
+        r.set_ref(None, "a/b/c", None).unwrap();
+        assert!(!d.path().join("refs/heads/a").exists());
+        assert!(r.resolve_rev("a/b/c", false).is_err());
+        assert_eq!(r.resolve_rev("a/b/c", true).unwrap(), None);
+    }
+}

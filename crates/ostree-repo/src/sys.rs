@@ -1,0 +1,161 @@
+//! Thin wrappers over the few syscalls std does not expose: xattrs,
+//! `lchown`, `utimensat`, `syncfs`.
+
+use crate::object::Xattrs;
+use crate::{Error, Result};
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cpath(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid(format!("path contains NUL: {}", p.display())))
+}
+
+fn check(rc: libc::c_int, what: &str, p: &Path) -> Result<()> {
+    if rc < 0 {
+        return Err(Error::io(
+            format!("{what} {}", p.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// All xattrs of `p` (not following symlinks), canonical form (names with
+/// trailing NUL, sorted). Filesystems without xattr support give none.
+pub fn lget_xattrs(p: &Path) -> Result<Xattrs> {
+    let c = cpath(p)?;
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        // SAFETY: buffer pointer/length are valid for the call.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => names.resize(names.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            _ => return Err(Error::io(format!("llistxattr {}", p.display()), e)),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split_inclusive(|&b| b == 0) {
+        if name.len() <= 1 {
+            continue;
+        }
+        let value = lget_xattr_raw(&c, name, p)?;
+        if let Some(v) = value {
+            out.push((name.to_vec(), v));
+        }
+    }
+    crate::object::canonicalize_xattrs(&mut out);
+    Ok(out)
+}
+
+/// One xattr by name (without NUL); `None` if absent.
+pub fn lget_xattr(p: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let c = cpath(p)?;
+    let mut n = name.as_bytes().to_vec();
+    n.push(0);
+    lget_xattr_raw(&c, &n, p)
+}
+
+fn lget_xattr_raw(c: &CString, name_nul: &[u8], p: &Path) -> Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: name is NUL-terminated; buffer pointer/length valid.
+        let n = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                name_nul.as_ptr().cast(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 8, 0),
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            _ => return Err(Error::io(format!("lgetxattr {}", p.display()), e)),
+        }
+    }
+}
+
+/// Sets each xattr on `p` (not following symlinks).
+pub fn lset_xattrs(p: &Path, xattrs: &Xattrs) -> Result<()> {
+    let c = cpath(p)?;
+    for (name, value) in xattrs {
+        let mut n = name.clone();
+        if n.last() != Some(&0) {
+            n.push(0);
+        }
+        // SAFETY: name NUL-terminated; value pointer/length valid.
+        let rc = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                n.as_ptr().cast(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        check(rc, "lsetxattr", p)?;
+    }
+    Ok(())
+}
+
+/// `lchown(2)`.
+pub fn lchown(p: &Path, uid: u32, gid: u32) -> Result<()> {
+    let c = cpath(p)?;
+    // SAFETY: valid C path.
+    check(unsafe { libc::lchown(c.as_ptr(), uid, gid) }, "lchown", p)
+}
+
+/// Sets atime and mtime of `p` (not following symlinks) to `secs`.
+pub fn set_mtime(p: &Path, secs: i64) -> Result<()> {
+    let c = cpath(p)?;
+    let ts = [
+        libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: 0,
+        },
+    ];
+    // SAFETY: valid C path and timespec array of length 2.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(rc, "utimensat", p)
+}
+
+/// Flushes the whole filesystem containing `p` (upstream's transaction
+/// commit does the same instead of one fsync per object).
+pub fn syncfs(p: &Path) -> Result<()> {
+    let f = std::fs::File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid open fd.
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    check(rc, "syncfs", p)
+}
+
+/// fsyncs a directory so renames inside it are durable.
+pub fn fsync_dir(p: &Path) -> Result<()> {
+    let f = std::fs::File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+    f.sync_all()
+        .map_err(|e| Error::io(format!("fsync {}", p.display()), e))
+}

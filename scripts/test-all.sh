@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of ferrocore on a fresh Debian 12 machine: installs what the tests
+# need (the real upstream peers among them), checks formatting and lints, runs the
+# workspace tests, then the scripts that drive upstream test suites against ours.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: the real ostree and its upstream test suite (interop
+# and conformance), etcd for the FleetLock etcd store.
+apt_pkgs=(ostree ostree-tests gnome-desktop-testing etcd-server etcd-client)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian starts etcd as a service on install; tests start their own on free ports.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd 2>/dev/null || true; fi
+
+echo "== fmt"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== tests"
+cargo test --workspace
+for s in scripts/ci.d/*.sh; do
+    [ -e "$s" ] || continue
+    echo "== $s"
+    bash "$s"
+done
