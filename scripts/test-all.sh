@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: the real ostree and its upstream test suite (interop
-# and conformance), etcd for the FleetLock etcd store.
-apt_pkgs=(ostree ostree-tests gnome-desktop-testing etcd-server etcd-client)
+# and conformance), etcd for the FleetLock etcd store, openssl for test certificates, tzdata for the agent's update windows.
+apt_pkgs=(ostree ostree-tests gnome-desktop-testing etcd-server etcd-client openssl tzdata)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,8 +18,19 @@ const VERBS: &[(&str, &str)] = &[
         "butane",
         "translate a Butane config into an Ignition config",
     ),
-    ("ignition", "Ignition configs: `ignition validate FILE`"),
+    (
+        "ignition",
+        "Ignition: `ignition validate FILE`, `ignition run --platform P --root DIR`",
+    ),
     ("ostree", "OSTree-compatible OS image store (`ostree` CLI)"),
+    (
+        "admin",
+        "deployments: deploy, rollback, pin, kargs, status, boot-complete (`ostree admin`)",
+    ),
+    (
+        "prepare-root",
+        "initramfs: make the ostree= deployment the new root (`ostree-prepare-root`)",
+    ),
     (
         "fleetlock-server",
         "FleetLock reboot coordinator: `fleetlock-server --config FILE`",
@@ -35,6 +46,10 @@ const VERBS: &[(&str, &str)] = &[
     (
         "update-server",
         "Cincinnati update graph service: `update-server serve --data-dir DIR`",
+    ),
+    (
+        "agent",
+        "automatic update agent: `agent status [--json]`, `agent config`",
     ),
 ];
 
@@ -80,10 +95,13 @@ fn dispatch(name: &str, args: &[OsString]) -> Option<ExitCode> {
         "ignition" => cmd::ignition::main(args),
         "ignition-validate" => cmd::ignition::validate_main(args),
         "ostree" => cmd::ostree::main(args),
+        "admin" => cmd::admin::main(args),
+        "prepare-root" | "ostree-prepare-root" => cmd::prepare_root::main(args),
         "fleetlock-server" => cmd::fleetlock::server_main(args),
         "fleetlock" => cmd::fleetlock::main(args),
         "release" => cmd::release::main(args),
         "update-server" => cmd::update_server::main(args),
+        "agent" => cmd::agent::main(args),
         _ => return None,
     })
 }

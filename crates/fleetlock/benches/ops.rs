@@ -81,6 +81,7 @@ fn main() {
             endpoints: etcd.client_urls.clone(),
             prefix: "bench".into(),
             request_timeout: Duration::from_secs(5),
+            ..EtcdOptions::default()
         })
         .unwrap();
         run("etcd", Box::new(store), clients, secs).await;

@@ -233,9 +233,36 @@ impl Client {
         self.call(&self.pre_reboot).await
     }
 
+    /// Renews the slot every `interval` in the background (a pre-reboot call each
+    /// time) until the returned guard is dropped. For servers with leases: the agent
+    /// keeps its slot alive while it finalizes and shuts down, and a node that dies
+    /// stops renewing and loses the slot one lease later. Failed renewals are
+    /// retried at the next tick. Needs a Tokio runtime.
+    pub fn keep_alive(&self, interval: Duration) -> KeepAlive {
+        let me = self.clone();
+        KeepAlive(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let _ = me.pre_reboot().await;
+            }
+        }))
+    }
+
     /// Gives the slot back (`/v1/steady-state`); succeeds if none was held.
     pub async fn steady_state(&self) -> Result<(), ClientError> {
         self.call(&self.steady_state).await
+    }
+}
+
+/// Guard of [`Client::keep_alive`]; dropping it stops the renewals.
+#[derive(Debug)]
+pub struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

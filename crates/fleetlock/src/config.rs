@@ -13,7 +13,10 @@
 //! kind = "sqlite"                                        # default
 //! path = "/var/lib/ferrocore/fleetlock.sqlite"
 //! # kind = "etcd"
-//! # endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+//! # endpoints = ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+//! # ca_cert = "/etc/ferrocore/etcd-ca.pem"                # optional, https
+//! # client_cert = "/etc/ferrocore/etcd-client.pem"        # optional, with client_key
+//! # client_key = "/etc/ferrocore/etcd-client.key"
 //!
 //! [lock]                                                 # as in airlock
 //! default_group_name = "default"
@@ -110,6 +113,15 @@ pub enum StoreConfig {
         /// Per-request timeout in milliseconds (airlock's `transaction_timeout_ms`).
         #[serde(default = "default_timeout_ms")]
         timeout_ms: u64,
+        /// PEM file of the CA that signed the members' certificates.
+        #[serde(default)]
+        ca_cert: Option<PathBuf>,
+        /// PEM client certificate for `--client-cert-auth` clusters.
+        #[serde(default)]
+        client_cert: Option<PathBuf>,
+        /// PEM private key of `client_cert`.
+        #[serde(default)]
+        client_key: Option<PathBuf>,
     },
 }
 
@@ -138,11 +150,33 @@ impl StoreConfig {
                 endpoints,
                 prefix,
                 timeout_ms,
-            } => Box::new(EtcdStore::new(EtcdOptions {
-                endpoints: endpoints.clone(),
-                prefix: prefix.clone(),
-                request_timeout: Duration::from_millis(*timeout_ms),
-            })?),
+                ca_cert,
+                client_cert,
+                client_key,
+            } => {
+                let read = |p: &PathBuf, what: &str| {
+                    std::fs::read(p)
+                        .map_err(|e| Error::Etcd(format!("store.{what} {}: {e}", p.display())))
+                };
+                let ca_pem = ca_cert.as_ref().map(|p| read(p, "ca_cert")).transpose()?;
+                // reqwest wants certificate chain and key in one PEM buffer.
+                let client_identity_pem = match (client_cert, client_key) {
+                    (Some(c), Some(k)) => {
+                        let mut pem = read(c, "client_cert")?;
+                        pem.push(b'\n');
+                        pem.extend(read(k, "client_key")?);
+                        Some(pem)
+                    }
+                    _ => None,
+                };
+                Box::new(EtcdStore::new(EtcdOptions {
+                    endpoints: endpoints.clone(),
+                    prefix: prefix.clone(),
+                    request_timeout: Duration::from_millis(*timeout_ms),
+                    ca_pem,
+                    client_identity_pem,
+                })?)
+            }
         })
     }
 }
@@ -219,7 +253,18 @@ impl Config {
         };
         let cfg: Config = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         cfg.lock.slots_by_group().map_err(err)?;
-        if let StoreConfig::Etcd { endpoints, .. } = &cfg.store {
+        if let StoreConfig::Etcd {
+            endpoints,
+            client_cert,
+            client_key,
+            ..
+        } = &cfg.store
+        {
+            if client_cert.is_some() != client_key.is_some() {
+                return Err(err(
+                    "store.client_cert and store.client_key must be given together".into(),
+                ));
+            }
             if endpoints.is_empty() {
                 return Err(err("store.endpoints: no etcd endpoints configured".into()));
             }
@@ -346,6 +391,12 @@ name = "controllers"
             .unwrap_err()
             .to_string();
         assert!(e.contains("redis"), "{e}");
+        let e = parse(
+            "[store]\nkind = \"etcd\"\nendpoints = [\"https://e:2379\"]\nclient_cert = \"c.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("must be given together"), "{e}");
         let e = parse("lease_ttl_secs = 0\n").unwrap_err().to_string();
         assert!(e.contains("lease_ttl_secs"), "{e}");
     }

@@ -22,6 +22,7 @@ fn etcd_server(endpoints: &[String], slots: u64) -> Server {
         endpoints: endpoints.to_vec(),
         prefix: DEFAULT_PREFIX.into(),
         request_timeout: Duration::from_secs(2),
+        ..EtcdOptions::default()
     })
     .unwrap();
     let groups: BTreeMap<String, u64> = [("default".to_string(), slots)].into();
@@ -188,5 +189,68 @@ async fn three_member_cluster_loses_a_member_mid_test() {
     etcd.kill(1);
     let c = Client::new(&url, "late", "default", T).unwrap();
     let e = c.pre_reboot().await.unwrap_err();
+    assert_eq!(e.kind(), "failed_sem_init", "{e}");
+}
+
+/// A cluster that requires HTTPS and client certificates (airlock's
+/// `client_cert_pub_path`/`client_cert_key_path` setup), configured through TOML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_client_certificates() {
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    // etcd's gateway dials its own gRPC port with the server certificate, so that
+    // certificate needs clientAuth too.
+    common::make_pki(
+        d,
+        &[
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ],
+    );
+    let etcd = Etcd::start_with(1, Some(d)).await;
+    assert!(etcd.client_urls[0].starts_with("https://"));
+    let toml = |with_cert: bool| {
+        let mut t = format!(
+            "[store]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nca_cert = \"{}\"\n",
+            etcd.client_urls[0],
+            d.join("ca.pem").display()
+        );
+        if with_cert {
+            t += &format!(
+                "client_cert = \"{}\"\nclient_key = \"{}\"\n",
+                d.join("client.pem").display(),
+                d.join("client.key").display()
+            );
+        }
+        fleetlock::config::Config::parse(&t, std::path::Path::new("t.toml")).unwrap()
+    };
+    let opts = || Options {
+        groups: [("default".to_string(), 1)].into(),
+        ..Options::default()
+    };
+
+    let cfg = toml(true);
+    let srv = Server::start(cfg.store.open().unwrap(), opts(), any_addr());
+    let c = Client::new(&srv.url, "a", "default", T).unwrap();
+    c.pre_reboot().await.unwrap();
+    let st = AdminClient::new(&srv.url, None, T)
+        .unwrap()
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(st.groups[0].holders[0].id, "a");
+    c.steady_state().await.unwrap();
+
+    // Without a client certificate the cluster refuses us, and we say so.
+    let cfg = toml(false);
+    let srv = Server::start(cfg.store.open().unwrap(), opts(), any_addr());
+    let e = Client::new(&srv.url, "a", "default", T)
+        .unwrap()
+        .pre_reboot()
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), "failed_sem_init", "{e}");
 }

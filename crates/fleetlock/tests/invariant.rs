@@ -59,12 +59,23 @@ struct Shared {
     /// checkpoint that needs no operation in flight.
     gate: RwLock<()>,
     violations: Mutex<Vec<String>>,
+    /// Set from just before the crash until the post-restart checkpoint.
+    restarting: AtomicBool,
+    /// Failed requests retried (transport errors and 5xx store errors).
+    retried: AtomicUsize,
 }
 
-/// Repeats `op` until the server answers (any HTTP status), switching servers on
-/// transport errors: a request cut by the crash may or may not have been applied,
-/// and only a repeat (both operations are idempotent) tells which.
-async fn definitive<F, Fut>(clients: &[Client], start: usize, op: F) -> Result<(), ClientError>
+/// Repeats `op` until it succeeds or the semaphore is full, switching servers on
+/// failures: a request cut by the crash (connection dropped, or a 500 from a store
+/// worker cancelled by the dying runtime) may or may not have been applied, and only
+/// a repeat (both operations are idempotent) tells which. Such failures are only
+/// acceptable while the restart is going on.
+async fn definitive<F, Fut>(
+    sh: &Shared,
+    clients: &[Client],
+    start: usize,
+    op: F,
+) -> Result<(), ClientError>
 where
     F: Fn(Client) -> Fut,
     Fut: std::future::Future<Output = Result<(), ClientError>>,
@@ -72,7 +83,14 @@ where
     let mut i = start;
     loop {
         match op(clients[i % clients.len()].clone()).await {
-            Err(ClientError::Request { .. }) => {
+            Err(e) if e.kind() != "failed_lock" || e.to_string().contains("conflict") => {
+                if !sh.restarting.load(Ordering::SeqCst) {
+                    sh.violations
+                        .lock()
+                        .unwrap()
+                        .push(format!("failure outside the restart: {e}"));
+                }
+                sh.retried.fetch_add(1, Ordering::Relaxed);
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -92,7 +110,7 @@ async fn run_client(n: usize, urls: Vec<String>, rounds: usize, sh: Arc<Shared>)
     for _ in 0..rounds {
         loop {
             let g = sh.gate.read().await;
-            let r = definitive(&clients, n, |c| async move { c.pre_reboot().await }).await;
+            let r = definitive(&sh, &clients, n, |c| async move { c.pre_reboot().await }).await;
             match r {
                 Ok(()) => {
                     sh.believed.lock().unwrap()[gi].insert(id.clone());
@@ -121,9 +139,14 @@ async fn run_client(n: usize, urls: Vec<String>, rounds: usize, sh: Arc<Shared>)
         tokio::time::sleep(Duration::from_millis(5 + rand::random::<u64>() % 10)).await;
         sh.in_section[gi].fetch_sub(1, Ordering::SeqCst);
         let g = sh.gate.read().await;
-        definitive(&clients, n + 1, |c| async move { c.steady_state().await })
-            .await
-            .unwrap_or_else(|e| panic!("{id}: unlock failed: {e}"));
+        definitive(
+            &sh,
+            &clients,
+            n + 1,
+            |c| async move { c.steady_state().await },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{id}: unlock failed: {e}"));
         sh.believed.lock().unwrap()[gi].remove(&id);
         drop(g);
     }
@@ -174,6 +197,8 @@ async fn scenario(
         grants: AtomicUsize::new(0),
         gate: RwLock::new(()),
         violations: Mutex::new(Vec::new()),
+        restarting: AtomicBool::new(false),
+        retried: AtomicUsize::new(0),
     });
 
     // Observer: polls status continuously, on whichever server answers.
@@ -214,6 +239,7 @@ async fn scenario(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let addr = servers[0].addr;
+    sh.restarting.store(true, Ordering::SeqCst);
     servers[0].kill();
     tokio::time::sleep(Duration::from_millis(100)).await;
     servers[0] = tokio::task::spawn_blocking({
@@ -223,6 +249,7 @@ async fn scenario(
     .await
     .unwrap();
     checkpoint(&urls[0], &sh, "after restart").await;
+    sh.restarting.store(false, Ordering::SeqCst);
     let at_restart = sh.grants.load(Ordering::Relaxed);
 
     for t in tasks {
@@ -255,9 +282,11 @@ async fn scenario(
     let (in_section, seen) = (load(&sh.max_in_section), load(&sh.max_seen));
     eprintln!(
         "{label}: {clients} clients x {rounds} rounds in {:.1} s, {} status polls, max holders seen {seen:?}, \
-         max clients in section {in_section:?}, restart after {at_restart} grants",
+         max clients in section {in_section:?}, restart after {at_restart} grants, \
+         {} requests retried around the restart",
         t0.elapsed().as_secs_f64(),
-        polls.load(Ordering::Relaxed)
+        polls.load(Ordering::Relaxed),
+        sh.retried.load(Ordering::Relaxed)
     );
     assert!(polls.load(Ordering::Relaxed) > 10, "observer kept polling");
     // Contention reached the limits, or the test proved nothing.
@@ -289,6 +318,7 @@ async fn two_servers_sharing_etcd_with_restart() {
                 endpoints: endpoints.clone(),
                 prefix: "invariant".into(),
                 request_timeout: Duration::from_secs(5),
+                ..EtcdOptions::default()
             })
             .unwrap(),
         );
@@ -296,4 +326,72 @@ async fn two_servers_sharing_etcd_with_restart() {
     })
     .await;
     drop(etcd);
+}
+
+/// Two processes' worth of SQLite handles on one file (e.g. a server and its
+/// replacement overlapping during an upgrade): BEGIN IMMEDIATE must serialize them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sqlite_handles_on_one_file() {
+    use fleetlock::semaphore::{self, LockParams};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.sqlite");
+    let stores: Vec<Arc<dyn Store>> = (0..2)
+        .map(|_| Arc::new(SqliteStore::open(&db).unwrap()) as Arc<dyn Store>)
+        .collect();
+    let inside = Arc::new(AtomicU64::new(0));
+    let max = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let (store, inside, max) = (stores[n % 2].clone(), inside.clone(), max.clone());
+            tokio::spawn(async move {
+                let id = format!("n{n}");
+                for _ in 0..25 {
+                    loop {
+                        let id2 = id.clone();
+                        let r = store
+                            .apply(
+                                "default",
+                                Arc::new(move |s| {
+                                    let p = LockParams {
+                                        slots: 2,
+                                        now: 0,
+                                        ttl: None,
+                                    };
+                                    semaphore::lock(s, &id2, p)
+                                }),
+                            )
+                            .await;
+                        match r {
+                            Ok(_) => break,
+                            Err(fleetlock::Error::Full { .. }) => tokio::task::yield_now().await,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    let id2 = id.clone();
+                    store
+                        .apply(
+                            "default",
+                            Arc::new(move |s| Ok(semaphore::unlock(s, &id2, 2, 0))),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        max.load(Ordering::SeqCst),
+        2,
+        "never more than 2, and 2 reached"
+    );
+    for s in &stores {
+        assert!(s.load("default").await.unwrap().holders.is_empty());
+    }
 }

@@ -325,7 +325,9 @@ async fn leases_lapse_unless_renewed() {
         Options {
             groups: groups(&[("default", 1)]),
             admin_token: None,
-            lease_ttl_secs: Some(2),
+            // Deadlines are whole seconds: 3 s leaves a renewal every 0.9 s more
+            // than a second of slack on a loaded machine.
+            lease_ttl_secs: Some(3),
         },
     );
     let u = srv.url.as_str();
@@ -344,8 +346,15 @@ async fn leases_lapse_unless_renewed() {
         a.pre_reboot().await.unwrap();
         assert!(b.pre_reboot().await.is_err());
     }
+    // The same from the client's background renewal.
+    let renewing = a.keep_alive(Duration::from_millis(500));
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(b.pre_reboot().await.is_err(), "kept alive");
+    }
+    drop(renewing);
     // A node that stops renewing (died, reinstalled) loses its slot.
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let st = AdminClient::new(u, None, T)
         .unwrap()
         .status()
@@ -365,6 +374,7 @@ async fn store_failure_is_a_500_with_kind() {
         endpoints: vec![format!("http://127.0.0.1:{}", common::free_port())],
         prefix: "t".into(),
         request_timeout: Duration::from_secs(2),
+        ..EtcdOptions::default()
     })
     .unwrap();
     let srv = Server::start(
@@ -429,98 +439,25 @@ async fn client_reads_foreign_error_bodies() {
     );
 }
 
-/// Runs openssl (Debian package `openssl`) in `dir`.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); install the Debian package openssl"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
+    common::make_pki(
         d,
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=fleetlock-test-ca",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        d,
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "key.pem",
-                "-out",
-                "leaf.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        d.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ],
+        &[(
+            "leaf",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
+        )],
     );
 
     // Misconfigurations name the file.
-    let e = fleetlock::tls::server_config(&d.join("nope.pem"), &d.join("key.pem")).unwrap_err();
+    let e = fleetlock::tls::server_config(&d.join("nope.pem"), &d.join("leaf.key")).unwrap_err();
     assert!(e.contains("nope.pem"), "{e}");
-    let e = fleetlock::tls::server_config(&d.join("cert.pem"), &d.join("ca.key")).unwrap_err();
+    let e = fleetlock::tls::server_config(&d.join("leaf.pem"), &d.join("ca.key")).unwrap_err();
     assert!(e.contains("do not form a usable pair"), "{e}");
 
-    let tls = fleetlock::tls::server_config(&d.join("cert.pem"), &d.join("key.pem")).unwrap();
+    let tls = fleetlock::tls::server_config(&d.join("leaf.pem"), &d.join("leaf.key")).unwrap();
     let store = SqliteStore::open(&d.join("fl.sqlite")).unwrap();
     let opts = Options {
         groups: groups(&[("default", 1)]),

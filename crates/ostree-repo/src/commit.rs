@@ -187,7 +187,7 @@ fn scan_dir(
     for e in entries {
         let name = e.file_name().into_string().map_err(|n| {
             Error::Invalid(format!(
-                "Invalid filename (not UTF-8): {}",
+                "Invalid UTF-8 in filename {}",
                 Path::new(&n).display()
             ))
         })?;

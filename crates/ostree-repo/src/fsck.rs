@@ -166,7 +166,10 @@ pub fn fsck(
     }
     let commits = repo.list_objects(&[ObjectType::Commit])?;
     let mut all_objects: BTreeMap<(ObjectType, Checksum), Vec<Checksum>> = BTreeMap::new();
-    let mut bad_commits: BTreeSet<Checksum> = BTreeSet::new();
+    // Commits whose objects are missing, or (with --delete) were deleted:
+    // they get marked partial so a later pull re-fetches them (upstream
+    // behaviour). Corrupt objects that are kept do not change the state.
+    let mut incomplete: BTreeSet<Checksum> = BTreeSet::new();
     for (c, _) in &commits {
         let partial = repo
             .path()
@@ -187,12 +190,9 @@ pub fn fsck(
                 object::to_hex(m),
                 ty.extension()
             ));
-            bad_commits.insert(*c);
+            incomplete.insert(*c);
         }
-        if !bad.is_empty() {
-            bad_commits.insert(*c);
-            report.errors.extend(bad);
-        }
+        report.errors.extend(bad);
         for o in objs {
             if missing.contains(&o) {
                 continue;
@@ -227,22 +227,14 @@ pub fn fsck(
         } else {
             report.errors.push(msg);
         }
-        bad_commits.extend(all_objects[&(*ty, *c)].iter().copied());
+        if opts.delete {
+            incomplete.extend(all_objects[&(*ty, *c)].iter().copied());
+        }
         if !opts.all && !opts.delete {
             break;
         }
     }
-    // Commits with missing or deleted objects are marked partial, so a later
-    // pull re-fetches them (upstream behaviour).
-    for c in bad_commits {
-        let missing_or_deleted = report
-            .errors
-            .iter()
-            .any(|e| e.starts_with("Object missing"))
-            || opts.delete;
-        if !missing_or_deleted {
-            continue;
-        }
+    for c in incomplete {
         let p = repo
             .path()
             .join("state")

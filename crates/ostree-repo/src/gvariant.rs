@@ -681,8 +681,9 @@ fn print_into(v: &Value, ann: bool, s: &mut String) {
             quote_str(x, s);
         }
         Value::Variant(x) => {
+            // GLib always annotates variant contents.
             s.push('<');
-            print_into(x, ann, s);
+            print_into(x, true, s);
             s.push('>');
         }
         Value::Maybe(_, None) => s.push_str("nothing"),
@@ -709,6 +710,7 @@ fn print_into(v: &Value, ann: bool, s: &mut String) {
                 s.push_str("@ay ");
             }
             s.push('[');
+            // Like GLib, only the first element carries the type annotation.
             for (i, c) in b.iter().enumerate() {
                 if i > 0 {
                     s.push_str(", ");
@@ -730,13 +732,15 @@ fn print_into(v: &Value, ann: bool, s: &mut String) {
                 if i > 0 {
                     s.push_str(", ");
                 }
+                // Only the first element is annotated (GLib behaviour).
+                let a = ann && i == 0;
                 match (dict, it) {
                     (true, Value::DictEntry(k, v)) => {
-                        print_into(k, ann, s);
+                        print_into(k, a, s);
                         s.push_str(": ");
-                        print_into(v, ann, s);
+                        print_into(v, a, s);
                     }
-                    _ => print_into(it, ann, s),
+                    _ => print_into(it, a, s),
                 }
             }
             s.push(if dict { '}' } else { ']' });

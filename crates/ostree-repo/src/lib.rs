@@ -19,6 +19,8 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod diff;
+pub mod display;
 pub mod fsck;
 pub mod gvariant;
 pub mod keyfile;
@@ -26,6 +28,7 @@ pub mod object;
 pub mod prune;
 pub mod pull;
 mod repo;
+pub mod sign;
 pub mod summary;
 mod sys;
 

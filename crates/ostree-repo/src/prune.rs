@@ -90,6 +90,9 @@ fn mark_commit(
 
 /// Deletes unreachable objects.
 pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneStats> {
+    // Exclusive: no transaction may be between "object exists" and "ref
+    // published" while we delete.
+    let _lock = repo.lock(true)?;
     let refs = repo.list_refs(None)?;
     let ref_targets: BTreeSet<Checksum> = refs.values().copied().collect();
     if let Some(c) = &opts.delete_commit {

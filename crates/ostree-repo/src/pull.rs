@@ -18,6 +18,9 @@ pub struct PullLocalOptions {
     pub commit_metadata_only: bool,
     /// Write refs under `refs/remotes/REMOTE/` (`--remote`).
     pub remote: Option<String>,
+    /// Reject content a bare-user-only repo could not hold: setuid/setgid
+    /// or world-writable files (`--bareuseronly-files`).
+    pub bareuseronly_files: bool,
 }
 
 /// Counters of a pull.
@@ -105,6 +108,16 @@ pub fn pull_local(
         if opts.untrusted {
             fsck::verify_content(src, c)?;
         }
+        if opts.bareuseronly_files {
+            let m = src.open_content(c)?.header.mode;
+            if object::mode::is_reg(m) && m & !(object::mode::S_IFMT | 0o775) != 0 {
+                return Err(Error::Invalid(format!(
+                    "Content object {}: invalid mode 0{m:04o} with bits 0{:04o}",
+                    object::to_hex(c),
+                    m & 0o7777 & !0o775
+                )));
+            }
+        }
         if same_mode
             && tx.link_object(ObjectType::File, c, &src.object_path(ObjectType::File, c))?
         {
@@ -125,7 +138,8 @@ pub fn pull_local(
         if opts.untrusted {
             fsck::verify_metadata(ty, &c, &bytes)?;
         }
-        let got = if same_mode && tx.link_object(ty, &c, &src.object_path(ty, &c))? {
+        // Metadata objects have the same format in every mode: always shared.
+        let got = if tx.link_object(ty, &c, &src.object_path(ty, &c))? {
             c
         } else {
             tx.write_metadata(ty, &bytes)?

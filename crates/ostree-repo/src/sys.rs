@@ -159,3 +159,39 @@ pub fn fsync_dir(p: &Path) -> Result<()> {
     f.sync_all()
         .map_err(|e| Error::io(format!("fsync {}", p.display()), e))
 }
+
+/// Takes upstream's repository lock: an open-file-description (OFD) lock
+/// on `path` (the repo's `.lock`), shared for writers, exclusive for object
+/// deletion, exactly as libostree's `do_repo_lock` does, so ours and the real
+/// `ostree` exclude each other. Released when the returned file is dropped.
+pub fn ofd_lock(path: &Path, exclusive: bool) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: zeroed flock is a valid initial value; fields set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if exclusive {
+        libc::F_WRLCK
+    } else {
+        libc::F_RDLCK
+    } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    loop {
+        // SAFETY: valid fd and flock struct.
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::io(format!("locking {}", path.display()), e));
+        }
+    }
+}

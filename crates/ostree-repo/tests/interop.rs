@@ -5,7 +5,7 @@
 //! These tests require /usr/bin/ostree (apt package `ostree`) and fail
 //! loudly without it: CI installs it, and a silent skip would hide breakage.
 
-use ostree_repo::checkout::{CheckoutMode, CheckoutOptions};
+use ostree_repo::checkout::{CheckoutMode, CheckoutOptions, Overwrite};
 use ostree_repo::commit::{CommitOptions, TreeSource};
 use ostree_repo::gvariant::{self, Type, Value};
 use ostree_repo::object::{self, Commit, DirMeta, DirTree, FileHeader, ObjectType};
@@ -302,7 +302,8 @@ fn same_tree_same_commit_checksum_in_every_mode() {
         ]);
         let ours_repo = Repo::create(&d.path().join(format!("ours-{}", mode_arg(m))), m).unwrap();
         let ours =
-            ostree_repo::commit::commit_dirs(&ours_repo, std::slice::from_ref(&tree), &opts("a/b")).unwrap();
+            ostree_repo::commit::commit_dirs(&ours_repo, std::slice::from_ref(&tree), &opts("a/b"))
+                .unwrap();
         assert_eq!(object::to_hex(&ours), real.trim(), "mode {m:?}");
         // Second commit on top: the parent link must match too.
         let real2 = ostree(&[
@@ -325,7 +326,8 @@ fn same_tree_same_commit_checksum_in_every_mode() {
             canonical_permissions: true,
             ..opts("a/b")
         };
-        let ours2 = ostree_repo::commit::commit_dirs(&ours_repo, std::slice::from_ref(&tree), &o2).unwrap();
+        let ours2 =
+            ostree_repo::commit::commit_dirs(&ours_repo, std::slice::from_ref(&tree), &o2).unwrap();
         assert_eq!(
             object::to_hex(&ours2),
             real2.trim(),
@@ -434,7 +436,8 @@ fn our_commits_pass_real_fsck_and_checkout_identically() {
     for m in modes() {
         let path = d.path().join(format!("ours-{}", mode_arg(m)));
         let repo = Repo::create(&path, m).unwrap();
-        let c = ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&tree), &opts("x/y")).unwrap();
+        let c = ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&tree), &opts("x/y"))
+            .unwrap();
         let p = path.to_str().unwrap();
         let fsck = ostree(&["--repo", p, "fsck"]);
         assert!(
@@ -611,4 +614,502 @@ fn tree_sources_overlay_like_upstream() {
     let ours =
         ostree_repo::commit::commit(&repo, &[TreeSource::Dir(a), TreeSource::Dir(b)], &o).unwrap();
     assert_eq!(object::to_hex(&ours.checksum), real.trim());
+}
+
+#[test]
+fn our_pull_local_and_summary_are_read_by_real_ostree() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    // Source made by the real tool, with two commits of history.
+    let src_path = d.path().join("src");
+    let s = src_path.to_str().unwrap();
+    ostree(&["--repo", s, "init", "--mode", "archive"]);
+    ostree(&[
+        "--repo",
+        s,
+        "commit",
+        "-b",
+        "os/x",
+        "--add-metadata-string=version=1",
+        tree.to_str().unwrap(),
+    ]);
+    fs::write(tree.join("usr/new"), "new").unwrap();
+    let head = ostree(&[
+        "--repo",
+        s,
+        "commit",
+        "-b",
+        "os/x",
+        "--add-metadata-string=version=2",
+        tree.to_str().unwrap(),
+    ]);
+    for m in modes() {
+        let dst_path = d.path().join(format!("dst-{}", mode_arg(m)));
+        let dst = Repo::create(&dst_path, m).unwrap();
+        let src = Repo::open(&src_path).unwrap();
+        let opts = ostree_repo::pull::PullLocalOptions {
+            depth: -1,
+            ..Default::default()
+        };
+        let r = ostree_repo::pull::pull_local(&src, &dst, &["os/x".to_string()], &opts);
+        if m == RepoMode::BareUserOnly {
+            // The tree has a setuid file: refused, exactly like the real tool.
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("invalid mode 0104755 with bits 04000"), "{e}");
+            continue;
+        }
+        r.unwrap();
+        let p = dst_path.to_str().unwrap();
+        let fsck = ostree(&["--repo", p, "fsck"]);
+        assert!(
+            fsck.contains("object fsck of 2 commits completed successfully"),
+            "{m:?}: {fsck}"
+        );
+        assert_eq!(ostree(&["--repo", p, "rev-parse", "os/x"]), head);
+    }
+    // Our summary, read back by the real `summary --view`.
+    let mut ours = Repo::open(&d.path().join("dst-archive")).unwrap();
+    ostree_repo::summary::regenerate(&mut ours, &[("custom".into(), Value::Str("v".into()))])
+        .unwrap();
+    let view = ostree(&[
+        "--repo",
+        d.path().join("dst-archive").to_str().unwrap(),
+        "summary",
+        "--view",
+    ]);
+    assert!(view.contains("* os/x"), "{view}");
+    assert!(view.contains(head.trim()), "{view}");
+    assert!(
+        view.contains("Version (ostree.commit.version): 2"),
+        "{view}"
+    );
+    assert!(
+        view.contains("Repository Mode (ostree.summary.mode): archive-z2"),
+        "{view}"
+    );
+    assert!(view.contains("custom: 'v'"), "{view}");
+}
+
+#[test]
+fn real_ostree_verifies_our_signatures_and_we_verify_its() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    let path = d.path().join("repo");
+    let p = path.to_str().unwrap();
+    ostree(&["--repo", p, "init", "--mode", "archive"]);
+    let c = ostree(&["--repo", p, "commit", "-b", "s", tree.to_str().unwrap()]);
+    let c = c.trim();
+    let repo = Repo::open(&path).unwrap();
+    let commit = object::from_hex(c).unwrap();
+    use ostree_repo::sign::{sign_commit, verify_commit, SignEngine};
+    // Debian's 2022.7 has only the dummy engine (no libsodium): exchange
+    // dummy signatures both ways through the shared detached metadata.
+    sign_commit(&repo, &commit, SignEngine::Dummy, "ours").unwrap();
+    let out = Command::new(OSTREE)
+        .args([
+            &format!("--repo={p}"),
+            "sign",
+            "--sign-type=dummy",
+            "--verify",
+            c,
+            "ours",
+        ])
+        .env("OSTREE_DUMMY_SIGN_ENABLED", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(OSTREE)
+        .args([
+            &format!("--repo={p}"),
+            "sign",
+            "--sign-type=dummy",
+            c,
+            "theirs",
+        ])
+        .env("OSTREE_DUMMY_SIGN_ENABLED", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = ["theirs".to_string()];
+    assert_eq!(
+        verify_commit(&repo, &commit, SignEngine::Dummy, &keys).unwrap(),
+        Some("theirs".into())
+    );
+    assert_eq!(
+        verify_commit(&repo, &commit, SignEngine::Dummy, &["nope".into()]).unwrap(),
+        None
+    );
+    // Both signatures are kept (signing appends), readable by the real tool.
+    let shown = ostree(&[
+        "--repo",
+        p,
+        "show",
+        c,
+        "--print-detached-metadata-key=ostree.sign.dummy",
+    ]);
+    assert!(
+        shown.contains("0x6f, 0x75, 0x72, 0x73") && shown.contains("0x74, 0x68, 0x65"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn repo_lock_excludes_real_prune_during_our_transaction() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("repo");
+    let repo = Repo::create(&path, RepoMode::Archive).unwrap();
+    let tx = repo.begin().unwrap();
+    let mut prune = Command::new(OSTREE)
+        .args([
+            &format!("--repo={}", path.display()),
+            "prune",
+            "--refs-only",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run ostree prune");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        prune.try_wait().unwrap().is_none(),
+        "real prune must wait for our shared repo lock"
+    );
+    drop(tx);
+    assert!(prune.wait().unwrap().success());
+}
+
+/// A minimal static-file HTTP/1.1 server (GET only, `Connection: close`),
+/// enough for libostree's curl fetcher; returns the port.
+fn serve_dir(root: PathBuf) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok() && line.trim() != "" {
+                    line.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let file = root.join(path.trim_start_matches('/'));
+                let ok = !path.contains("..") && file.is_file();
+                let body = if ok {
+                    fs::read(&file).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let status = if ok { "200 OK" } else { "404 Not Found" };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn real_ostree_pulls_our_archive_repo_over_http() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    let served = d.path().join("srv");
+    let mut ours = Repo::create(&served.join("repo"), RepoMode::Archive).unwrap();
+    let first = ostree_repo::commit::commit_dirs(&ours, std::slice::from_ref(&tree), &opts("os/x"))
+        .unwrap();
+    fs::write(tree.join("usr/extra"), "second commit").unwrap();
+    let o2 = CommitOptions {
+        timestamp: Some(1_577_836_900),
+        ..opts("os/x")
+    };
+    let second = ostree_repo::commit::commit_dirs(&ours, std::slice::from_ref(&tree), &o2).unwrap();
+    ostree_repo::summary::regenerate(&mut ours, &[]).unwrap();
+    let port = serve_dir(served);
+    for m in modes() {
+        let client = d.path().join(format!("client-{}", mode_arg(m)));
+        let c = client.to_str().unwrap();
+        ostree(&["--repo", c, "init", "--mode", mode_arg(m)]);
+        ostree(&[
+            "--repo",
+            c,
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "origin",
+            &format!("http://127.0.0.1:{port}/repo"),
+        ]);
+        if m == RepoMode::BareUserOnly {
+            // setuid content cannot enter a bare-user-only repo (as upstream).
+            continue;
+        }
+        ostree(&["--repo", c, "pull", "--depth=1", "origin", "os/x"]);
+        let fsck = ostree(&["--repo", c, "fsck"]);
+        assert!(
+            fsck.contains("object fsck of 2 commits completed successfully"),
+            "{m:?}: {fsck}"
+        );
+        assert_eq!(
+            ostree(&["--repo", c, "rev-parse", "origin:os/x"]).trim(),
+            object::to_hex(&second)
+        );
+        assert_eq!(
+            ostree(&["--repo", c, "rev-parse", "origin:os/x^"]).trim(),
+            object::to_hex(&first)
+        );
+        // What the real tool checks out equals our own checkout.
+        let theirs = d.path().join(format!("co-real-{}", mode_arg(m)));
+        ostree(&[
+            "--repo",
+            c,
+            "checkout",
+            "-U",
+            "origin:os/x",
+            theirs.to_str().unwrap(),
+        ]);
+        let mine = d.path().join(format!("co-ours-{}", mode_arg(m)));
+        let copts = CheckoutOptions {
+            mode: CheckoutMode::User,
+            ..Default::default()
+        };
+        ostree_repo::checkout::checkout(&ours, &second, &mine, &copts).unwrap();
+        assert_same_trees(&theirs, &mine, &format!("HTTP pull into {m:?}"));
+    }
+}
+
+fn object_names(repo: &Path) -> Vec<String> {
+    all_objects(repo).into_iter().map(|(n, _)| n).collect()
+}
+
+#[test]
+fn prune_deletes_exactly_what_real_prune_deletes() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    let a = d.path().join("a");
+    let repo = Repo::create(&a, RepoMode::Archive).unwrap();
+    for i in 0..3 {
+        fs::write(tree.join("usr/counter"), format!("{i}")).unwrap();
+        let o = CommitOptions {
+            timestamp: Some(1_600_000_000 + i),
+            ..opts("main")
+        };
+        ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&tree), &o).unwrap();
+    }
+    let side = CommitOptions {
+        orphan: true,
+        branch: None,
+        ..opts("x")
+    };
+    ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&tree), &side).unwrap();
+    let b = d.path().join("b");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for (args, depth, refs_only) in [
+        (vec!["--refs-only", "--depth=1"], 1, true),
+        (vec!["--refs-only"], -1, true),
+        (vec![], -1, false),
+    ] {
+        let popts = ostree_repo::prune::PruneOptions {
+            refs_only,
+            depth,
+            ..Default::default()
+        };
+        let ours = ostree_repo::prune::prune(&repo, &popts).unwrap();
+        let mut argv = vec![format!("--repo={}", b.display()), "prune".to_string()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let real = Command::new(OSTREE).args(&argv).output().unwrap();
+        assert!(real.status.success());
+        assert_eq!(object_names(&a), object_names(&b), "after prune {args:?}");
+        let text = String::from_utf8_lossy(&real.stdout);
+        if ours.pruned > 0 {
+            assert!(
+                text.contains(&format!("Deleted {} objects", ours.pruned)),
+                "{text} vs {ours:?}"
+            );
+        }
+        ostree(&["--repo", a.to_str().unwrap(), "fsck"]);
+    }
+}
+
+#[test]
+fn checkout_subpath_and_union_match_real_checkout() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    let path = d.path().join("repo");
+    let repo = Repo::create(&path, RepoMode::BareUser).unwrap();
+    let c =
+        ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&tree), &opts("m")).unwrap();
+    let p = path.to_str().unwrap();
+    let real = d.path().join("real");
+    let mine = d.path().join("mine");
+    ostree(&[
+        "--repo",
+        p,
+        "checkout",
+        "-U",
+        "--subpath=/usr/etc",
+        "m",
+        real.to_str().unwrap(),
+    ]);
+    let sub = CheckoutOptions {
+        mode: CheckoutMode::User,
+        subpath: Some("/usr/etc".into()),
+        ..Default::default()
+    };
+    ostree_repo::checkout::checkout(&repo, &c, &mine, &sub).unwrap();
+    assert_same_trees(&real, &mine, "--subpath");
+    // --union over an existing tree: files replaced, extra files kept.
+    for dir in [&real, &mine] {
+        // Replace, never write through: the checkout is hardlinked to the repo.
+        fs::remove_file(dir.join("hello.conf")).unwrap();
+        fs::write(dir.join("hello.conf"), "local edit").unwrap();
+        fs::write(dir.join("local-only"), "kept").unwrap();
+    }
+    ostree(&[
+        "--repo",
+        p,
+        "checkout",
+        "-U",
+        "--union",
+        "--subpath=/usr/etc",
+        "m",
+        real.to_str().unwrap(),
+    ]);
+    let union = CheckoutOptions {
+        overwrite: Overwrite::UnionFiles,
+        ..sub.clone()
+    };
+    ostree_repo::checkout::checkout(&repo, &c, &mine, &union).unwrap();
+    assert_same_trees(&real, &mine, "--union");
+    assert_eq!(
+        fs::read_to_string(mine.join("hello.conf")).unwrap(),
+        "hello\n"
+    );
+    // Without --union an existing destination is an error for both.
+    assert!(ostree_repo::checkout::checkout(&repo, &c, &mine, &sub).is_err());
+    // -C copies (link count 1), default -U on bare-user hardlinks.
+    let copied = d.path().join("copied");
+    let copy = CheckoutOptions {
+        mode: CheckoutMode::User,
+        force_copy: true,
+        ..Default::default()
+    };
+    ostree_repo::checkout::checkout(&repo, &c, &copied, &copy).unwrap();
+    assert_eq!(fs::metadata(copied.join("usr/blob")).unwrap().nlink(), 1);
+    let linked = d.path().join("linked");
+    let link = CheckoutOptions {
+        mode: CheckoutMode::User,
+        require_hardlinks: true,
+        ..Default::default()
+    };
+    ostree_repo::checkout::checkout(&repo, &c, &linked, &link).unwrap();
+    assert!(fs::metadata(linked.join("usr/blob")).unwrap().nlink() > 1);
+}
+
+#[test]
+fn diff_matches_real_diff() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    let path = d.path().join("repo");
+    let repo = Repo::create(&path, RepoMode::BareUser).unwrap();
+    let a =
+        ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&tree), &opts("m")).unwrap();
+    fs::remove_file(tree.join("usr/empty")).unwrap();
+    fs::remove_file(tree.join("usr/etc/hello.conf")).unwrap();
+    fs::write(tree.join("usr/etc/hello.conf"), "changed").unwrap();
+    fs::create_dir_all(tree.join("new/sub")).unwrap();
+    fs::write(tree.join("new/sub/leaf"), "leaf").unwrap();
+    fs::set_permissions(tree.join("usr/bin"), fs::Permissions::from_mode(0o700)).unwrap();
+    let b =
+        ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&tree), &opts("m")).unwrap();
+    let p = path.to_str().unwrap();
+    let sorted = |s: String| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let print = |x: &ostree_repo::diff::Diff| {
+        let mut v = Vec::new();
+        for (t, l) in [("M", &x.modified), ("D", &x.removed), ("A", &x.added)] {
+            v.extend(l.iter().map(|p| format!("{t}    {p}")));
+        }
+        v.sort();
+        v
+    };
+    use ostree_repo::diff::{diff, DiffOptions, Side};
+    let ours = diff(
+        &repo,
+        &Side::Commit(a),
+        &Side::Commit(b),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    let real = ostree(&[
+        "--repo",
+        p,
+        "diff",
+        &object::to_hex(&a),
+        &object::to_hex(&b),
+    ]);
+    assert_eq!(print(&ours), sorted(real));
+    assert!(
+        ours.added.contains(&"/new/sub/leaf".to_string()),
+        "{ours:?}"
+    );
+    // Commit against the directory itself: identical, then with a uid override.
+    let dir = format!("{}/", tree.display());
+    let ours = diff(
+        &repo,
+        &Side::Commit(b),
+        &Side::Dir(tree.clone()),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(ours, ostree_repo::diff::Diff::default());
+    assert_eq!(
+        ostree(&["--repo", p, "diff", &object::to_hex(&b), &dir]),
+        ""
+    );
+    let o = DiffOptions {
+        owner_uid: Some(4242),
+        ..Default::default()
+    };
+    let ours = diff(&repo, &Side::Commit(b), &Side::Dir(tree.clone()), &o).unwrap();
+    let real = ostree(&[
+        "--repo",
+        p,
+        "diff",
+        "--owner-uid=4242",
+        &object::to_hex(&b),
+        &dir,
+    ]);
+    assert_eq!(print(&ours), sorted(real));
+    assert!(ours.modified.contains(&"/usr/etc/hello.conf".to_string()));
 }

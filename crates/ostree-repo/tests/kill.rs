@@ -59,7 +59,10 @@ fn spawn_child(job: &str) -> std::process::Child {
 }
 
 fn real_fsck(repo: &Path) {
-    assert!(Path::new(OSTREE).exists(), "{OSTREE} missing: install the Debian package `ostree`");
+    assert!(
+        Path::new(OSTREE).exists(),
+        "{OSTREE} missing: install the Debian package `ostree`"
+    );
     let out = Command::new(OSTREE)
         .arg(format!("--repo={}", repo.display()))
         .args(["fsck", "-q"])
@@ -94,7 +97,7 @@ fn make_tree(root: &Path) {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
         (x >> 16) as u8
     };
-    for d in 0..10 {
+    for d in 0..6 {
         let dir = root.join(format!("d{d}"));
         fs::create_dir_all(&dir).unwrap();
         for f in 0..10 {
@@ -172,13 +175,22 @@ fn kill_loop(prepare: impl Fn(&Path), job: impl Fn(&Path) -> String, check: impl
         let r = Repo::open(&repo).unwrap();
         our_fsck(&r);
         // The rerun completes and produces the same result.
-        assert!(spawn_child(&job(&repo)).wait().unwrap().success(), "rerun {i}");
+        assert!(
+            spawn_child(&job(&repo)).wait().unwrap().success(),
+            "rerun {i}"
+        );
         real_fsck(&repo);
         check(&Repo::open(&repo).unwrap());
         fs::remove_dir_all(&repo).unwrap();
     }
-    eprintln!("{killed_midway} of {} kills hit a running process (full run {full:?})", iterations());
-    assert!(killed_midway * 2 >= iterations(), "too few kills landed mid-run");
+    eprintln!(
+        "{killed_midway} of {} kills hit a running process (full run {full:?})",
+        iterations()
+    );
+    assert!(
+        killed_midway * 2 >= iterations(),
+        "too few kills landed mid-run"
+    );
 }
 
 #[test]
@@ -188,7 +200,8 @@ fn killed_commit_leaves_consistent_repo() {
     make_tree(&tree);
     // The expected commit, computed once without interruption.
     let reference = Repo::create(&d.path().join("reference"), RepoMode::Archive).unwrap();
-    let expected = ostree_repo::commit::commit_dirs(&reference, std::slice::from_ref(&tree), &opts()).unwrap();
+    let expected =
+        ostree_repo::commit::commit_dirs(&reference, std::slice::from_ref(&tree), &opts()).unwrap();
     kill_loop(
         |p| fresh_repo(p, RepoMode::Archive),
         |p| format!("commit\n{}\n{}", p.display(), tree.display()),
@@ -201,7 +214,10 @@ fn killed_commit_leaves_consistent_repo() {
 /// the parent link.)
 fn assert_same_tree(r: &Repo, reference: &Repo, expected: &ostree_repo::Checksum) {
     let got = r.resolve_rev("kill/test", false).unwrap().unwrap();
-    let (a, b) = (r.load_commit(&got).unwrap(), reference.load_commit(expected).unwrap());
+    let (a, b) = (
+        r.load_commit(&got).unwrap(),
+        reference.load_commit(expected).unwrap(),
+    );
     assert_eq!((a.root_tree, a.root_meta), (b.root_tree, b.root_meta));
     if a.parent.is_none() {
         assert_eq!(&got, expected);
@@ -215,7 +231,8 @@ fn killed_pull_local_leaves_consistent_repo() {
     make_tree(&tree);
     let src_path = d.path().join("src");
     let src = Repo::create(&src_path, RepoMode::Archive).unwrap();
-    let expected = ostree_repo::commit::commit_dirs(&src, std::slice::from_ref(&tree), &opts()).unwrap();
+    let expected =
+        ostree_repo::commit::commit_dirs(&src, std::slice::from_ref(&tree), &opts()).unwrap();
     kill_loop(
         |p| fresh_repo(p, RepoMode::BareUser),
         |p| format!("pull\n{}\n{}", p.display(), src_path.display()),

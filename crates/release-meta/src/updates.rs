@@ -224,6 +224,28 @@ impl Updates {
         Ok(())
     }
 
+    /// `rollout.py add`: [`Updates::clean`] at `now`, then start a rollout of
+    /// `version` — refused if it already has one, unless `replace` (a rollout is
+    /// never restarted by accident).
+    pub fn add_rollout(
+        &mut self,
+        version: &str,
+        start_epoch: i64,
+        start_percentage: f64,
+        duration_minutes: u64,
+        replace: bool,
+        now: i64,
+    ) -> Result<()> {
+        self.clean(now);
+        let existing = self.get(version).and_then(|e| e.metadata.rollout.as_ref());
+        if existing.is_some() && !replace {
+            return Err(Error::Invalid(format!(
+                "{version} already has a rollout; replace it explicitly to restart it"
+            )));
+        }
+        self.start_rollout(version, start_epoch, start_percentage, duration_minutes)
+    }
+
     /// Freezes the rollout of `version` at the share it has reached at `now`.
     ///
     /// The file keeps upstream's meaning: a rollout without duration does not progress.

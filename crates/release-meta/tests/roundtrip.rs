@@ -164,9 +164,26 @@ fn rollout_py_clean_and_add() {
     ))
     .unwrap();
     // The self-test runs long after every rollout in its input ended.
-    u.clean(1_700_000_000);
-    u.start_rollout("35.20210801.3.0", 0, 0.0, 24 * 60).unwrap();
+    let now = 1_700_000_000;
+    u.add_rollout("35.20210801.3.0", 0, 0.0, 24 * 60, false, now)
+        .unwrap();
     assert_eq!(serde_json::to_value(&u).unwrap(), expected);
+    // Adding it again is refused unless replacing.
+    assert!(u
+        .add_rollout("35.20210801.3.0", 5, 0.0, 60, false, now)
+        .is_err());
+    u.add_rollout("35.20210801.3.0", 5, 0.0, 60, true, now)
+        .unwrap();
+    assert_eq!(
+        u.get("35.20210801.3.0")
+            .unwrap()
+            .metadata
+            .rollout
+            .as_ref()
+            .unwrap()
+            .start_epoch,
+        Some(5)
+    );
     // While a rollout is still ramping, clean keeps it untouched.
     let mut u: Updates = fsutil::read_json(&fixture("updates/stable.json")).unwrap();
     let before = u.clone();

@@ -2,8 +2,9 @@
 //! rollout policy, and rollouts that pause themselves when updates fail.
 //!
 //! Data flow: the release index and updates metadata of each stream are read from a
-//! data directory or downloaded from URLs ([`source`]); [`builder::build_graph`] turns them into one raw graph
-//! per (stream, basearch, scheme) with upstream's edge rules; each `GET /v1/graph`
+//! data directory or downloaded from URLs ([`source`]); [`builder::build_graph`]
+//! turns them into one raw graph per (stream, basearch, scheme) with upstream's edge
+//! rules; each `GET /v1/graph`
 //! request picks its scope, computes the client's wariness ([`policy::wariness`]) and
 //! hides the rollouts whose ramp has not reached it, plus any rollout paused by
 //! failure reports ([`reports`]). Inputs are polled and swapped atomically on change,
@@ -11,11 +12,15 @@
 //! several instances can run behind a load balancer (each with its own report
 //! database, or a shared file on one host).
 //!
+//! HTTP API (see [`server`]): `GET /v1/graph` (upstream's URL, parameters and
+//! response; bad parameters get a Cincinnati `{"kind","value"}` error body),
+//! `POST /v1/report`, `GET /v1/status`, `GET /metrics` (Prometheus text).
+//!
 //! Library entry points: [`Server::start`] (tests, embedding) and [`run`] (CLI).
 
 pub mod builder;
 pub mod clock;
-pub mod metrics;
+mod metrics;
 pub mod policy;
 pub mod reports;
 pub mod server;
@@ -25,7 +30,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use reports::{Outcome, Report, ReportStore};
 pub use source::Inputs;
 
-use release_meta::sign::SigningKey;
+use release_meta::sign::{SigningKey, VerifyingKey};
 use server::AppState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +44,7 @@ pub enum Error {
     /// Input metadata could not be read or parsed.
     #[error(transparent)]
     Meta(#[from] release_meta::Error),
-    /// The data directory is unusable.
+    /// The inputs are unreachable (missing directory, failed download).
     #[error("input: {0}")]
     Input(String),
     /// The report database failed.
@@ -64,6 +69,8 @@ pub struct Config {
     pub reload_interval: Duration,
     /// Key to sign graph responses with (header [`server::SIGNATURE_HEADER`]).
     pub signing_key: Option<SigningKey>,
+    /// When set, inputs are only accepted with a valid `<file>.sig` by this key.
+    pub verify_inputs: Option<VerifyingKey>,
     /// Time source for rollout ramps.
     pub clock: Arc<dyn Clock>,
 }
@@ -84,6 +91,7 @@ impl Config {
             pause_after_failures: 3,
             reload_interval: Duration::from_secs(1),
             signing_key: None,
+            verify_inputs: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -108,11 +116,14 @@ impl Server {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Input(e.to_string()))?;
-        let (fingerprint, raw) = read_inputs(&config.inputs, &http).await?;
+        let signed = config.verify_inputs.is_some();
+        let (fingerprint, raw) = read_inputs(&config.inputs, &http, signed).await?;
         let now = config.clock.now();
-        let snapshot = tokio::task::spawn_blocking(move || source::build(fingerprint, raw, now))
-            .await
-            .map_err(|e| Error::Input(e.to_string()))??;
+        let key = config.verify_inputs.clone();
+        let snapshot =
+            tokio::task::spawn_blocking(move || source::build(fingerprint, raw, now, key.as_ref()))
+                .await
+                .map_err(|e| Error::Input(e.to_string()))??;
         let state = Arc::new(AppState {
             snapshot: RwLock::new(Arc::new(snapshot)),
             paused: RwLock::new(Arc::new(store.paused()?)),
@@ -121,6 +132,7 @@ impl Server {
             clock: config.clock,
             signing_key: config.signing_key,
             inputs: config.inputs,
+            verify_inputs: config.verify_inputs,
             http,
         });
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -165,6 +177,7 @@ impl Server {
 async fn read_inputs(
     inputs: &Inputs,
     http: &reqwest::Client,
+    signed: bool,
 ) -> Result<(source::Fingerprint, Vec<source::RawStream>), Error> {
     match inputs {
         Inputs::Dir(dir) => {
@@ -177,7 +190,7 @@ async fn read_inputs(
             releases,
             updates,
             streams,
-        } => source::fetch_urls(http, releases, updates, streams).await,
+        } => source::fetch_urls(http, releases, updates, streams, signed).await,
     }
 }
 
@@ -194,12 +207,13 @@ async fn reload_once(st: &Arc<AppState>) -> Result<bool, Error> {
             return Ok(false);
         }
     }
-    let (fp, raw) = read_inputs(&st.inputs, &st.http).await?;
+    let (fp, raw) = read_inputs(&st.inputs, &st.http, st.verify_inputs.is_some()).await?;
     if fp == current.fingerprint {
         return Ok(false);
     }
     let now = st.clock.now();
-    let snap = tokio::task::spawn_blocking(move || source::build(fp, raw, now))
+    let key = st.verify_inputs.clone();
+    let snap = tokio::task::spawn_blocking(move || source::build(fp, raw, now, key.as_ref()))
         .await
         .map_err(|e| Error::Input(e.to_string()))??;
     *st.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
@@ -222,7 +236,10 @@ async fn reload_loop(state: Arc<AppState>, every: Duration) {
             }
             Ok(false) => {}
             Err(e) => {
-                state.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                state
+                    .metrics
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 eprintln!("update-server: reload failed, keeping previous inputs: {e}");
             }
         }

@@ -11,7 +11,7 @@ const BUCKETS: usize = 11;
 
 /// Counters updated by the request handlers.
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub(crate) start_time: i64,
     graph_requests: AtomicU64,
     graph_by_code: [AtomicU64; 4],

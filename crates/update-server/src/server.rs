@@ -31,6 +31,7 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     pub(crate) signing_key: Option<SigningKey>,
     pub(crate) inputs: crate::Inputs,
+    pub(crate) verify_inputs: Option<release_meta::sign::VerifyingKey>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -339,6 +340,7 @@ fn status_json(st: &AppState) -> Result<serde_json::Value, crate::Error> {
     Ok(json!({
         "now": now,
         "inputs": st.inputs.to_string(),
+        "inputs_signature_required": st.verify_inputs.is_some(),
         "inputs_loaded_at": snap.loaded_at,
         "pause_after_failures": st.store.threshold(),
         "streams": streams,

@@ -19,7 +19,7 @@
 use crate::policy::{rollout_nodes, RolloutNode};
 use crate::Error;
 use axum::body::Bytes;
-use release_meta::sign::SigningKey;
+use release_meta::sign::{signature_path, SigningKey, VerifyingKey};
 use release_meta::{fsutil, Graph, ReleaseIndex, Updates};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -61,14 +61,24 @@ impl std::fmt::Display for Inputs {
 /// and mtime; per URL its address with the SHA-256 of the body.
 pub type Fingerprint = Vec<(String, String)>;
 
-/// The bytes of one stream's two inputs, with their origin (path or URL) for errors.
+/// One input file as read or downloaded.
+pub struct RawFile {
+    /// Path or URL, for error messages.
+    pub origin: String,
+    /// Contents.
+    pub bytes: Vec<u8>,
+    /// Detached signature (`<origin>.sig`), when present.
+    pub signature: Option<String>,
+}
+
+/// The two inputs of one stream.
 pub struct RawStream {
     /// Stream name.
     pub name: String,
-    /// (origin, bytes) of the release index.
-    pub index: (String, Vec<u8>),
-    /// (origin, bytes) of the updates metadata.
-    pub updates: (String, Vec<u8>),
+    /// Release index.
+    pub index: RawFile,
+    /// Updates metadata.
+    pub updates: RawFile,
 }
 
 /// A response body and, when the server signs, its base64 signature.
@@ -184,7 +194,8 @@ fn stream_names(dir: &Path) -> Result<Vec<String>, Error> {
 pub fn dir_fingerprint(dir: &Path) -> Result<Fingerprint, Error> {
     let mut fp = Vec::new();
     for s in stream_names(dir)? {
-        for p in [index_path(dir, &s), updates_path(dir, &s)] {
+        let (i, u) = (index_path(dir, &s), updates_path(dir, &s));
+        for p in [signature_path(&i), signature_path(&u), i, u] {
             let md = std::fs::metadata(&p).ok();
             let mtime = md
                 .as_ref()
@@ -203,9 +214,14 @@ pub fn dir_fingerprint(dir: &Path) -> Result<Fingerprint, Error> {
 pub fn read_dir(dir: &Path) -> Result<(Fingerprint, Vec<RawStream>), Error> {
     let fingerprint = dir_fingerprint(dir)?;
     let read = |p: PathBuf| {
-        std::fs::read(&p)
-            .map(|b| (p.display().to_string(), b))
-            .map_err(|e| Error::Input(format!("{}: {e}", p.display())))
+        let bytes = std::fs::read(&p).map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+        // A missing signature only matters when signatures are required (`build`).
+        let signature = std::fs::read_to_string(signature_path(&p)).ok();
+        Ok::<_, Error>(RawFile {
+            origin: p.display().to_string(),
+            bytes,
+            signature,
+        })
     };
     let mut raw = Vec::new();
     for name in stream_names(dir)? {
@@ -218,34 +234,59 @@ pub fn read_dir(dir: &Path) -> Result<(Fingerprint, Vec<RawStream>), Error> {
     Ok((fingerprint, raw))
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<(String, Vec<u8>), Error> {
+async fn get(client: &reqwest::Client, url: &str) -> Result<Option<Vec<u8>>, Error> {
     let fail = |e: &dyn std::fmt::Display| Error::Input(format!("GET {url}: {e}"));
     let resp = client.get(url).send().await.map_err(|e| fail(&e))?;
     let status = resp.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(fail(&status));
     }
     let body = resp.bytes().await.map_err(|e| fail(&e))?;
-    Ok((url.to_owned(), body.to_vec()))
+    Ok(Some(body.to_vec()))
 }
 
-/// Downloads every stream's inputs from URL templates; the fingerprint hashes the
-/// bodies, since remote mtimes are not reliable.
+async fn fetch(client: &reqwest::Client, url: &str, signed: bool) -> Result<RawFile, Error> {
+    let bytes = get(client, url)
+        .await?
+        .ok_or_else(|| Error::Input(format!("GET {url}: 404 Not Found")))?;
+    let signature = if signed {
+        get(client, &format!("{url}.sig"))
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    } else {
+        None
+    };
+    Ok(RawFile {
+        origin: url.to_owned(),
+        bytes,
+        signature,
+    })
+}
+
+/// Downloads every stream's inputs from URL templates (and `<url>.sig` when
+/// `signed`); the fingerprint hashes the bodies, since remote mtimes are not reliable.
 pub async fn fetch_urls(
     client: &reqwest::Client,
     releases: &str,
     updates: &str,
     streams: &[String],
+    signed: bool,
 ) -> Result<(Fingerprint, Vec<RawStream>), Error> {
     use sha2::{Digest, Sha256};
     let mut raw = Vec::new();
     let mut fp = Vec::new();
     for name in streams {
-        let index = fetch(client, &releases.replace("${stream}", name)).await?;
-        let upd = fetch(client, &updates.replace("${stream}", name)).await?;
-        for (origin, body) in [&index, &upd] {
-            let digest: String = Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect();
-            fp.push((origin.clone(), digest));
+        let index = fetch(client, &releases.replace("${stream}", name), signed).await?;
+        let upd = fetch(client, &updates.replace("${stream}", name), signed).await?;
+        for f in [&index, &upd] {
+            let mut h = Sha256::new();
+            h.update(&f.bytes);
+            h.update(f.signature.as_deref().unwrap_or("").as_bytes());
+            let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            fp.push((f.origin.clone(), digest));
         }
         raw.push(RawStream {
             name: name.clone(),
@@ -256,12 +297,32 @@ pub async fn fetch_urls(
     Ok((fp, raw))
 }
 
-/// Parses raw inputs and builds every graph.
-pub fn build(fingerprint: Fingerprint, raw: Vec<RawStream>, now: i64) -> Result<Snapshot, Error> {
+/// Checks `f` against its detached signature.
+fn verify(f: &RawFile, key: &VerifyingKey) -> Result<(), Error> {
+    let sig = f
+        .signature
+        .as_deref()
+        .ok_or_else(|| Error::Input(format!("{}: no signature ({}.sig)", f.origin, f.origin)))?;
+    key.verify(&f.bytes, sig)
+        .map_err(|e| Error::Input(format!("{}: {e}", f.origin)))
+}
+
+/// Parses raw inputs and builds every graph. With `verify_key`, every input must
+/// carry a valid detached signature, so a tampered mirror or bucket is refused.
+pub fn build(
+    fingerprint: Fingerprint,
+    raw: Vec<RawStream>,
+    now: i64,
+    verify_key: Option<&VerifyingKey>,
+) -> Result<Snapshot, Error> {
     let mut streams = BTreeMap::new();
     for r in raw {
-        let index: ReleaseIndex = fsutil::parse_json(Path::new(&r.index.0), &r.index.1)?;
-        let updates: Updates = fsutil::parse_json(Path::new(&r.updates.0), &r.updates.1)?;
+        if let Some(key) = verify_key {
+            verify(&r.index, key)?;
+            verify(&r.updates, key)?;
+        }
+        let index: ReleaseIndex = fsutil::parse_json(Path::new(&r.index.origin), &r.index.bytes)?;
+        let updates: Updates = fsutil::parse_json(Path::new(&r.updates.origin), &r.updates.bytes)?;
         let name = r.name;
         let mut arches: Vec<String> = KNOWN_ARCHES.iter().map(|a| a.to_string()).collect();
         for r in &index.releases {
@@ -294,10 +355,4 @@ pub fn build(fingerprint: Fingerprint, raw: Vec<RawStream>, now: i64) -> Result<
         loaded_at: now,
         fingerprint,
     })
-}
-
-/// Loads a directory's inputs and builds the snapshot (blocking).
-pub fn load_dir(dir: &Path, now: i64) -> Result<Snapshot, Error> {
-    let (fp, raw) = read_dir(dir)?;
-    build(fp, raw, now)
 }

@@ -24,12 +24,17 @@ async fn start(dir: &Path, clock: &FixedClock, tweak: impl FnOnce(&mut Config)) 
     Server::start(cfg).await.unwrap()
 }
 
+/// A client that ignores proxy variables: every request here is to 127.0.0.1.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
 fn base(s: &Server) -> String {
     format!("http://{}", s.local_addr())
 }
 
 async fn get(url: &str) -> (u16, Option<String>, String) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = client().get(url).send().await.unwrap();
     let ct = r
         .headers()
         .get("content-type")
@@ -251,12 +256,14 @@ async fn signed_responses_verify() {
     })
     .await;
     for w in ["0", "0.9"] {
-        let r = reqwest::get(format!(
-            "{}/v1/graph?basearch=x86_64&stream=stable&rollout_wariness={w}",
-            base(&s)
-        ))
-        .await
-        .unwrap();
+        let r = client()
+            .get(format!(
+                "{}/v1/graph?basearch=x86_64&stream=stable&rollout_wariness={w}",
+                base(&s)
+            ))
+            .send()
+            .await
+            .unwrap();
         let sig = r.headers()["x-ferrocore-signature"]
             .to_str()
             .unwrap()
@@ -284,7 +291,7 @@ async fn reload_under_load_loses_no_request() {
     let mut without = with.clone();
     without.releases.retain(|e| e.version != RAMPING);
 
-    let client = reqwest::Client::new();
+    let client = client();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..6 {
@@ -352,7 +359,7 @@ async fn reload_under_load_loses_no_request() {
 }
 
 async fn post_report(s: &Server, node: &str, outcome: &str) -> Value {
-    let r = reqwest::Client::new()
+    let r = client()
         .post(format!("{}/v1/report", base(s)))
         .json(&json!({
             "node_uuid": node, "stream": "stable", "from": "44.20260621.3.1",
@@ -442,7 +449,7 @@ async fn failing_rollout_pauses_itself() {
     .await;
 
     // Bad reports are refused with an error body.
-    let r = reqwest::Client::new()
+    let r = client()
         .post(format!("{}/v1/report", base(&s)))
         .body(r#"{"node_uuid":"n","stream":"stable","from":"a","to":"44.20260707.3.1","outcome":"exploded"}"#)
         .send()
@@ -452,5 +459,155 @@ async fn failing_rollout_pauses_itself() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["kind"], "invalid_report");
     assert!(v["value"].as_str().unwrap().contains("exploded"));
+    s.stop().await.unwrap();
+}
+
+/// A minimal static file server over `root` on 127.0.0.1, standing in for the
+/// Fedora CoreOS bucket (real HTTP, real files).
+async fn bucket(root: std::path::PathBuf) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::extract::{Path as UrlPath, State};
+    async fn file(
+        State(root): State<std::path::PathBuf>,
+        UrlPath(rest): UrlPath<String>,
+    ) -> Result<Vec<u8>, axum::http::StatusCode> {
+        if rest.split('/').any(|c| c == "..") {
+            return Err(axum::http::StatusCode::BAD_REQUEST);
+        }
+        std::fs::read(root.join(rest)).map_err(|_| axum::http::StatusCode::NOT_FOUND)
+    }
+    let app = axum::Router::new()
+        .route("/{*rest}", axum::routing::get(file))
+        .with_state(root);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_from_urls_are_scraped_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    common::data_dir(dir.path());
+    let (origin, files) = bucket(dir.path().to_owned()).await;
+    let inputs = update_server::Inputs::Urls {
+        releases: format!("{origin}/prod/streams/${{stream}}/releases.json"),
+        updates: format!("{origin}/updates/${{stream}}.json"),
+        streams: vec!["stable".into(), "next".into()],
+    };
+    let mut cfg = Config::with_inputs(inputs);
+    cfg.clock = Arc::new(FixedClock::at(MID));
+    cfg.reload_interval = Duration::from_millis(50);
+    let s = Server::start(cfg).await.unwrap();
+    let url = format!(
+        "{}/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0",
+        base(&s)
+    );
+    let full = update_server::builder::build_graph(
+        &common::index("stable"),
+        &common::updates("stable"),
+        "x86_64",
+        false,
+    );
+    assert_eq!(graph_at(&url).await, full);
+    // testing was not asked for.
+    let (code, _, _) = get(&format!(
+        "{}/v1/graph?basearch=x86_64&stream=testing",
+        base(&s)
+    ))
+    .await;
+    assert_eq!(code, 404);
+
+    // A change upstream is picked up.
+    let mut u = common::updates("stable");
+    u.releases.retain(|e| e.version != RAMPING);
+    fsutil::write_json(&dir.path().join("updates/stable.json"), &u).unwrap();
+    eventually("scraped change", || async {
+        !has_edge_into(&graph_at(&url).await, RAMPING)
+    })
+    .await;
+
+    // The bucket loses the file (404): the last graph keeps being served.
+    std::fs::remove_file(dir.path().join("updates/stable.json")).unwrap();
+    let metrics_url = format!("{}/metrics", base(&s));
+    eventually("a failed scrape", || async {
+        get(&metrics_url)
+            .await
+            .2
+            .lines()
+            .find_map(|l| l.strip_prefix("ferrocore_update_server_reload_failures_total "))
+            .is_some_and(|n| n != "0")
+    })
+    .await;
+    assert!(!has_edge_into(&graph_at(&url).await, RAMPING));
+    s.stop().await.unwrap();
+
+    // Missing inputs at start are an error naming the URL.
+    let mut cfg = Config::with_inputs(update_server::Inputs::Urls {
+        releases: format!("{origin}/prod/streams/${{stream}}/releases.json"),
+        updates: format!("{origin}/updates/${{stream}}.json"),
+        streams: vec!["stable".into()],
+    });
+    cfg.reload_interval = Duration::from_millis(50);
+    let err = Server::start(cfg).await.err().unwrap().to_string();
+    assert!(err.contains("/updates/stable.json: 404"), "{err}");
+    files.abort();
+}
+
+/// With a verification key, inputs need a valid detached signature: a file changed
+/// without re-signing is not loaded (the previous graph stays), a re-signed one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_inputs_are_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    common::data_dir(dir.path());
+    let key = SigningKey::generate();
+    let with_key = |c: &mut Config| c.verify_inputs = Some(key.verifying_key());
+
+    // Unsigned inputs are refused at start, naming the file.
+    let mut cfg = Config::new(dir.path());
+    with_key(&mut cfg);
+    let err = Server::start(cfg).await.err().unwrap().to_string();
+    assert!(err.contains("releases.json: no signature"), "{err}");
+
+    let updates_path = dir.path().join("updates/stable.json");
+    for stream in ["stable", "testing", "next"] {
+        key.sign_file(
+            &dir.path()
+                .join(format!("prod/streams/{stream}/releases.json")),
+        )
+        .unwrap();
+        key.sign_file(&dir.path().join(format!("updates/{stream}.json")))
+            .unwrap();
+    }
+    let s = start(dir.path(), &FixedClock::at(MID), with_key).await;
+    let url = format!(
+        "{}/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0",
+        base(&s)
+    );
+    assert!(has_edge_into(&graph_at(&url).await, RAMPING));
+
+    // Tampered (not re-signed): refused, old graph kept.
+    let mut u = common::updates("stable");
+    u.releases.retain(|e| e.version != RAMPING);
+    fsutil::write_json(&updates_path, &u).unwrap();
+    let metrics_url = format!("{}/metrics", base(&s));
+    eventually("a refused reload", || async {
+        get(&metrics_url)
+            .await
+            .2
+            .lines()
+            .find_map(|l| l.strip_prefix("ferrocore_update_server_reload_failures_total "))
+            .is_some_and(|n| n != "0")
+    })
+    .await;
+    assert!(has_edge_into(&graph_at(&url).await, RAMPING));
+
+    // Signed by release engineering: accepted.
+    key.sign_file(&updates_path).unwrap();
+    eventually("the signed change", || async {
+        !has_edge_into(&graph_at(&url).await, RAMPING)
+    })
+    .await;
     s.stop().await.unwrap();
 }

@@ -1,5 +1,6 @@
 //! `ferrocore ignition validate FILE` and the `ignition-validate` personality,
-//! behaving like upstream's `validate/main.go`: report entries on stderr, exit 1
+//! plus `ferrocore ignition run` (the provisioning engine, crate ignition-engine).
+//! `validate` behaves like upstream's `validate/main.go`: report entries on stderr, exit 1
 //! when the config is invalid or cannot be read or parsed, `-` reads stdin.
 
 use std::ffi::OsString;
@@ -10,10 +11,11 @@ use std::process::ExitCode;
 pub fn main(args: &[OsString]) -> ExitCode {
     match args.get(1).map(|a| a.to_string_lossy()) {
         Some(sub) if sub == "validate" => validate_main(&args[1..]),
+        Some(sub) if sub == "run" => run_main(&args[1..]),
         _ => {
             let _ = writeln!(
                 std::io::stderr(),
-                "Usage:\n  ferrocore ignition validate config.ign [flags]"
+                "Usage:\n  ferrocore ignition validate config.ign [flags]\n  ferrocore ignition run --platform P --root DIR [--config FILE] [--stage S]"
             );
             ExitCode::from(2)
         }
@@ -116,6 +118,106 @@ pub fn validate_main(args: &[OsString]) -> ExitCode {
     if let Some(e) = err {
         eprintln!("couldn't parse config: {e}");
         return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `ferrocore ignition run`: upstream's `ignition -platform P -stage S -root R`;
+/// without `--stage`, runs `fetch` then `files`.
+#[derive(clap::Parser, Debug)]
+#[command(name = "ferrocore ignition run")]
+struct RunArgs {
+    /// Platform the config comes from (`file`, `qemu`).
+    #[arg(long)]
+    platform: String,
+    /// Target root (absolute), what the initramfs calls /sysroot.
+    #[arg(long)]
+    root: std::path::PathBuf,
+    /// Platform `file`: the config (default: $IGNITION_CONFIG_FILE, else config.ign).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Stages to run, in order (fetch-offline, fetch, files); default fetch then files.
+    #[arg(long)]
+    stage: Vec<String>,
+    /// Rendered-config cache shared between stages.
+    #[arg(long, default_value = "/run/ignition.json")]
+    config_cache: std::path::PathBuf,
+    /// State file shared between stages.
+    #[arg(long, default_value = "/run/ignition/state")]
+    state_file: std::path::PathBuf,
+    /// Flag file written when fetch-offline needs the network.
+    #[arg(long, default_value = "/run/ignition/neednet")]
+    neednet: std::path::PathBuf,
+    /// System config dir (base.d, base.platform.d, user.ign); default
+    /// $IGNITION_SYSTEM_CONFIG_DIR, else /usr/lib/ignition.
+    #[arg(long)]
+    system_config_dir: Option<std::path::PathBuf>,
+    /// Kernel command line to read `ignition.config.url=` and `ignition.firstboot` from.
+    #[arg(long, default_value = "/proc/cmdline")]
+    kernel_cmdline: std::path::PathBuf,
+    /// Deadline for fetching the provider config, in seconds.
+    #[arg(long, default_value_t = 120)]
+    fetch_timeout: u64,
+    /// Do nothing unless the kernel command line has `ignition.firstboot`
+    /// (what the boot units pass; tests and offline use leave it off).
+    #[arg(long)]
+    require_firstboot: bool,
+}
+
+fn run_main(args: &[OsString]) -> ExitCode {
+    use clap::Parser;
+    let a = match RunArgs::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if a.require_firstboot {
+        let cmdline = std::fs::read_to_string(&a.kernel_cmdline).unwrap_or_default();
+        if !cmdline
+            .split_whitespace()
+            .any(|w| w == "ignition.firstboot" || w.starts_with("ignition.firstboot="))
+        {
+            eprintln!("ignition: not the first boot (no ignition.firstboot on the kernel command line); nothing to do");
+            return ExitCode::SUCCESS;
+        }
+    }
+    let mut opts = ignition_engine::Options::new(&a.platform, a.root);
+    if a.config.is_some() {
+        opts.config_file = a.config;
+    }
+    if let Some(d) = a.system_config_dir {
+        opts.system_config_dir = d;
+    }
+    opts.config_cache = a.config_cache;
+    opts.state_file = a.state_file;
+    opts.neednet = a.neednet;
+    opts.kernel_cmdline = a.kernel_cmdline;
+    opts.fetch_timeout = std::time::Duration::from_secs(a.fetch_timeout);
+    let names = if a.stage.is_empty() {
+        vec!["fetch".to_string(), "files".to_string()]
+    } else {
+        a.stage
+    };
+    for name in names {
+        let stage: ignition_engine::Stage = match name.parse() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ignition: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match ignition_engine::run_stage(&opts, stage) {
+            Ok(ignition_engine::Outcome::NeedNet) => {
+                eprintln!("ignition: {name}: config needs the network; run the fetch stage");
+            }
+            Ok(ignition_engine::Outcome::Done) => {}
+            Err(e) => {
+                eprintln!("ignition: {name} failed: {e}");
+                return ExitCode::from(1);
+            }
+        }
     }
     ExitCode::SUCCESS
 }

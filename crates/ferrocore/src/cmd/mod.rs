@@ -1,8 +1,11 @@
 //! One module per verb; each exposes `main(args) -> ExitCode` with args[0] = tool name.
 
+pub mod admin;
+pub mod agent;
 pub mod butane;
 pub mod fleetlock;
 pub mod ignition;
 pub mod ostree;
+pub mod prepare_root;
 pub mod release;
 pub mod update_server;

@@ -6,8 +6,9 @@
 
 use ostree_repo::checkout::{CheckoutMode, CheckoutOptions, Overwrite};
 use ostree_repo::commit::{CommitOptions, TreeSource};
+use ostree_repo::display;
 use ostree_repo::gvariant::{self, Value};
-use ostree_repo::object::{self, mode, Checksum, ObjectType};
+use ostree_repo::object::{self, Checksum, ObjectType};
 use ostree_repo::{Error, Repo, RepoMode};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -24,6 +25,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("checksum", "Checksum a file or directory"),
     ("commit", "Commit a new revision"),
     ("config", "Change repo configuration settings"),
+    ("diff", "Compare directory TARGETDIR against revision REV"),
     ("fsck", "Check the repository for consistency"),
     ("init", "Initialize a new empty repository"),
     ("log", "Show log starting at commit or ref"),
@@ -39,6 +41,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("reset", "Reset a REF to a previous COMMIT"),
     ("rev-parse", "Output the target of a rev"),
     ("show", "Output a metadata object"),
+    ("sign", "Sign a commit"),
     ("summary", "Manage summary metadata"),
 ];
 
@@ -205,7 +208,7 @@ fn run(args: &[String]) -> R {
             // One write: `ostree --version | grep -q` under pipefail must
             // not hit SIGPIPE between writes.
             let text = format!(
-                "libostree:\n Version: '{COMPAT_VERSION}'\n Git: ferrocore-{}\n Features:\n  - release\n",
+                "libostree:\n Version: '{COMPAT_VERSION}'\n Git: ferrocore-{}\n Features:\n  - sign-ed25519\n  - release\n",
                 env!("CARGO_PKG_VERSION")
             );
             let _ = std::io::stdout().write_all(text.as_bytes());
@@ -250,6 +253,8 @@ fn run(args: &[String]) -> R {
         "pull-local" => pull_local(&rest),
         "pull" => pull(&rest),
         "checksum" => checksum(&rest),
+        "diff" => diff(&rest),
+        "sign" => sign(&rest),
         "prune" => prune(&rest),
         "remote" => remote(&rest),
         "reset" => reset(&rest),
@@ -341,6 +346,8 @@ fn commit(args: &[String]) -> R {
             ("statoverride", None, Kind::Value),
             ("skip-list", None, Kind::Value),
             ("mode-ro-executables", None, Kind::Flag),
+            ("sign", None, Kind::Value),
+            ("sign-type", None, Kind::Value),
         ],
     )?;
     let repo = open_repo(&p)?;
@@ -467,6 +474,12 @@ fn commit(args: &[String]) -> R {
         }
     }
     let out = ostree_repo::commit::commit(&repo, &sources, &opts)?;
+    if !p.values("sign").is_empty() {
+        let engine = sign_engine(p.value("sign-type"))?;
+        for key in p.values("sign") {
+            ostree_repo::sign::sign_commit(&repo, &out.checksum, engine, key)?;
+        }
+    }
     if p.flag("consume") {
         // The content is safely in the repository: remove the input trees.
         for s in &sources {
@@ -641,117 +654,6 @@ fn rev_parse(args: &[String]) -> R {
     Ok(())
 }
 
-/// Resolves `path` (absolute, in the commit) to its entry.
-enum Entry {
-    Dir(Checksum, Checksum),
-    File(Checksum),
-}
-
-fn lookup(repo: &Repo, commit: &Checksum, path: &str) -> R<Entry> {
-    let c = repo.load_commit(commit)?;
-    let mut cur = Entry::Dir(c.root_tree, c.root_meta);
-    for comp in path.split('/').filter(|s| !s.is_empty()) {
-        let Entry::Dir(t, _) = cur else {
-            return fail(format!("No such file or directory: {path}"));
-        };
-        let tree = repo.load_dirtree(&t)?;
-        cur = if let Some((_, tc, mc)) = tree.dirs.iter().find(|(n, ..)| n == comp) {
-            Entry::Dir(*tc, *mc)
-        } else if let Some((_, fc)) = tree.files.iter().find(|(n, _)| n == comp) {
-            Entry::File(*fc)
-        } else {
-            return fail(format!("No such file or directory: {path}"));
-        };
-    }
-    Ok(cur)
-}
-
-struct LsFlags {
-    checksum: bool,
-    xattrs: bool,
-    nul: bool,
-}
-
-fn xattrs_text(x: &object::Xattrs) -> String {
-    let v = Value::Array(
-        gvariant::Type::parse("(ayay)").expect("static type"),
-        x.iter()
-            .map(|(n, v)| Value::Struct(vec![Value::Bytes(n.clone()), Value::Bytes(v.clone())]))
-            .collect(),
-    );
-    gvariant::print(&v, true)
-}
-
-fn ls_line(repo: &Repo, e: &Entry, path: &str, f: &LsFlags, out: &mut String) -> R {
-    let path = if path.is_empty() { "/" } else { path };
-    match e {
-        Entry::Dir(t, m) => {
-            let dm = repo.load_dirmeta(m)?;
-            out.push_str(&format!(
-                "d{:05o} {} {} {:>6} ",
-                dm.mode & 0o7777,
-                dm.uid,
-                dm.gid,
-                0
-            ));
-            if f.checksum {
-                out.push_str(&format!("{} {} ", object::to_hex(t), object::to_hex(m)));
-            }
-            if f.xattrs {
-                out.push_str(&format!("{{ {} }} ", xattrs_text(&dm.xattrs)));
-            }
-            out.push_str(path);
-        }
-        Entry::File(c) => {
-            let obj = repo.open_content(c)?;
-            let h = &obj.header;
-            let kind = if mode::is_lnk(h.mode) { 'l' } else { '-' };
-            out.push_str(&format!(
-                "{kind}{:05o} {} {} {:>6} ",
-                h.mode & 0o7777,
-                h.uid,
-                h.gid,
-                obj.size
-            ));
-            if f.checksum {
-                out.push_str(&format!("{} ", object::to_hex(c)));
-            }
-            if f.xattrs {
-                out.push_str(&format!("{{ {} }} ", xattrs_text(&h.xattrs)));
-            }
-            out.push_str(path);
-            if mode::is_lnk(h.mode) {
-                out.push_str(&format!(" -> {}", h.symlink_target));
-            }
-        }
-    }
-    out.push(if f.nul { '\0' } else { '\n' });
-    Ok(())
-}
-
-fn ls_children(
-    repo: &Repo,
-    tree: &Checksum,
-    path: &str,
-    recurse: bool,
-    f: &LsFlags,
-    out: &mut String,
-) -> R {
-    let t = repo.load_dirtree(tree)?;
-    // Upstream enumerates files before directories, each sorted by name.
-    for (n, c) in &t.files {
-        ls_line(repo, &Entry::File(*c), &format!("{path}/{n}"), f, out)?;
-    }
-    for (n, tc, mc) in &t.dirs {
-        let sub = format!("{path}/{n}");
-        ls_line(repo, &Entry::Dir(*tc, *mc), &sub, f, out)?;
-        if recurse {
-            ls_children(repo, tc, &sub, recurse, f, out)?;
-        }
-    }
-    Ok(())
-}
-
 fn ls(args: &[String]) -> R {
     let p = parse(
         args,
@@ -768,7 +670,7 @@ fn ls(args: &[String]) -> R {
         return fail("An COMMIT argument is required");
     };
     let c = resolve(&repo, rev)?;
-    let f = LsFlags {
+    let f = display::LsFlags {
         checksum: p.flag("checksum"),
         xattrs: p.flag("xattrs"),
         nul: false,
@@ -780,17 +682,17 @@ fn ls(args: &[String]) -> R {
     };
     let mut out = String::new();
     for path in &paths {
-        let e = lookup(&repo, &c, path)
-            .map_err(|Fail(m)| Fail(format!("Inspecting path '{path}': {m}")))?;
+        let e = display::lookup(&repo, &c, path)
+            .map_err(|e| Fail(format!("Inspecting path '{path}': {e}")))?;
         let norm = path.trim_end_matches('/');
         if p.flag("nul-filenames-only") {
             out.push_str(if norm.is_empty() { "/" } else { norm });
             out.push('\0');
             continue;
         }
-        ls_line(&repo, &e, norm, &f, &mut out)?;
-        if let (Entry::Dir(t, _), false) = (&e, p.flag("dironly")) {
-            ls_children(&repo, t, norm, p.flag("recursive"), &f, &mut out)?;
+        display::ls_line(&repo, &e, norm, &f, &mut out)?;
+        if let (display::Entry::Dir(t, _), false) = (&e, p.flag("dironly")) {
+            display::ls_children(&repo, t, norm, p.flag("recursive"), &f, &mut out)?;
         }
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
@@ -806,78 +708,16 @@ fn cat(args: &[String]) -> R {
     let c = resolve(&repo, rev)?;
     let mut stdout = std::io::stdout().lock();
     for path in &p.args[1..] {
-        match lookup(&repo, &c, path)? {
-            Entry::File(fc) => {
+        match display::lookup(&repo, &c, path)? {
+            display::Entry::File(fc) => {
                 let mut obj = repo.open_content(&fc)?;
                 std::io::copy(&mut obj.payload, &mut stdout)
                     .map_err(|e| Fail(format!("writing output: {e}")))?;
             }
-            Entry::Dir(..) => return fail(format!("{path}: Is a directory")),
+            display::Entry::Dir(..) => return fail(format!("{path}: Is a directory")),
         }
     }
     Ok(())
-}
-
-fn format_date(ts: u64) -> String {
-    let days = (ts / 86400) as i64;
-    let secs = ts % 86400;
-    // Inverse of days_from_civil (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-fn indented(text: &str, out: &mut String) {
-    for line in text.split_inclusive('\n') {
-        out.push_str("    ");
-        out.push_str(line);
-    }
-    if !text.is_empty() && !text.ends_with('\n') {
-        out.push('\n');
-    }
-}
-
-fn dump_commit(repo: &Repo, c: &Checksum, out: &mut String) -> R<object::Commit> {
-    let cm = repo.load_commit(c)?;
-    out.push_str(&format!("commit {}\n", object::to_hex(c)));
-    if let Some(p) = cm.parent {
-        out.push_str(&format!("Parent:  {}\n", object::to_hex(&p)));
-    }
-    let mut content = Vec::with_capacity(64);
-    content.extend_from_slice(&cm.root_tree);
-    content.extend_from_slice(&cm.root_meta);
-    out.push_str(&format!(
-        "ContentChecksum:  {}\n",
-        object::to_hex(&object::metadata_checksum(&content))
-    ));
-    out.push_str(&format!("Date:  {}\n", format_date(cm.timestamp)));
-    if let Some(Value::Str(v)) = cm.meta("version") {
-        out.push_str(&format!("Version: {v}\n"));
-    }
-    if cm.subject.is_empty() {
-        out.push_str("(no subject)\n");
-    } else {
-        out.push('\n');
-        indented(&cm.subject, out);
-    }
-    if !cm.body.is_empty() {
-        out.push('\n');
-        indented(&cm.body, out);
-    }
-    out.push('\n');
-    Ok(cm)
 }
 
 fn show(args: &[String]) -> R {
@@ -925,32 +765,13 @@ fn show(args: &[String]) -> R {
         out.push_str(&format!(
             "commit {}\n{}\n",
             object::to_hex(&c),
-            gvariant::print(&byteswap(v), true)
+            gvariant::print(&display::byteswap(v), true)
         ));
     } else {
-        dump_commit(&repo, &c, &mut out)?;
+        display::dump_commit(&repo, &c, &mut out)?;
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
     Ok(())
-}
-
-/// Upstream prints `--raw` after `g_variant_byteswap` on little-endian
-/// hosts, so the big-endian ostree fields read naturally.
-fn byteswap(v: Value) -> Value {
-    match v {
-        Value::U16(x) => Value::U16(x.swap_bytes()),
-        Value::I16(x) => Value::I16(x.swap_bytes()),
-        Value::U32(x) => Value::U32(x.swap_bytes()),
-        Value::I32(x) => Value::I32(x.swap_bytes()),
-        Value::U64(x) => Value::U64(x.swap_bytes()),
-        Value::I64(x) => Value::I64(x.swap_bytes()),
-        Value::Variant(b) => Value::Variant(Box::new(byteswap(*b))),
-        Value::Array(t, items) => Value::Array(t, items.into_iter().map(byteswap).collect()),
-        Value::Struct(m) => Value::Struct(m.into_iter().map(byteswap).collect()),
-        Value::DictEntry(k, v) => Value::DictEntry(Box::new(byteswap(*k)), Box::new(byteswap(*v))),
-        Value::Maybe(t, v) => Value::Maybe(t, v.map(|b| Box::new(byteswap(*b)))),
-        other => other,
-    }
 }
 
 fn log(args: &[String]) -> R {
@@ -962,7 +783,7 @@ fn log(args: &[String]) -> R {
     let mut c = resolve(&repo, rev)?;
     let mut out = String::new();
     loop {
-        let cm = dump_commit(&repo, &c, &mut out)?;
+        let cm = display::dump_commit(&repo, &c, &mut out)?;
         match cm.parent {
             Some(parent) if repo.has_object(ObjectType::Commit, &parent) => c = parent,
             Some(_) => {
@@ -1117,12 +938,52 @@ fn pull_local(args: &[String]) -> R {
         untrusted: p.flag("untrusted"),
         commit_metadata_only: p.flag("commit-metadata-only"),
         remote: p.value("remote").map(str::to_string),
+        bareuseronly_files: p.flag("bareuseronly-files"),
     };
     let stats = ostree_repo::pull::pull_local(&src, &dst, &p.args[1..], &opts)?;
     println!(
         "{} metadata, {} content objects imported; {} bytes content written",
         stats.metadata, stats.content, stats.content_bytes
     );
+    Ok(())
+}
+
+fn diff(args: &[String]) -> R {
+    let p = parse(
+        args,
+        &[
+            ("owner-uid", None, Kind::Value),
+            ("owner-gid", None, Kind::Value),
+            ("no-xattrs", None, Kind::Flag),
+            ("stats", None, Kind::Flag),
+        ],
+    )?;
+    let repo = open_repo(&p)?;
+    let [a, b] = p.args.as_slice() else {
+        return fail("REV and TARGETDIR must be specified");
+    };
+    // As upstream: an argument that looks like a path is a directory,
+    // anything else a revision.
+    let side = |s: &str| -> R<ostree_repo::diff::Side> {
+        if s.starts_with('/') || s.starts_with("./") || s == "." {
+            Ok(ostree_repo::diff::Side::Dir(s.into()))
+        } else {
+            Ok(ostree_repo::diff::Side::Commit(resolve(&repo, s)?))
+        }
+    };
+    let opts = ostree_repo::diff::DiffOptions {
+        owner_uid: parse_id(p.value("owner-uid"), "owner-uid")?,
+        owner_gid: parse_id(p.value("owner-gid"), "owner-gid")?,
+        no_xattrs: p.flag("no-xattrs"),
+    };
+    let d = ostree_repo::diff::diff(&repo, &side(a)?, &side(b)?, &opts)?;
+    let mut out = String::new();
+    for (tag, list) in [("M", &d.modified), ("D", &d.removed), ("A", &d.added)] {
+        for path in list {
+            out.push_str(&format!("{tag}    {path}\n"));
+        }
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
     Ok(())
 }
 
@@ -1134,6 +995,82 @@ fn checksum(args: &[String]) -> R {
     for f in &p.args {
         let c = ostree_repo::commit::checksum_path(Path::new(f), p.flag("ignore-xattrs"))?;
         println!("{}", object::to_hex(&c));
+    }
+    Ok(())
+}
+
+/// The engine for `--sign-type` (default ed25519); the dummy engine is for
+/// upstream's tests only and, as upstream, needs OSTREE_DUMMY_SIGN_ENABLED=1.
+fn sign_engine(name: Option<&str>) -> R<ostree_repo::sign::SignEngine> {
+    let engine = ostree_repo::sign::SignEngine::parse(name.unwrap_or("ed25519"))?;
+    if engine == ostree_repo::sign::SignEngine::Dummy
+        && std::env::var("OSTREE_DUMMY_SIGN_ENABLED").as_deref() != Ok("1")
+    {
+        return fail("dummy signature type is only for ostree testing");
+    }
+    Ok(engine)
+}
+
+fn sign(args: &[String]) -> R {
+    let p = parse(
+        args,
+        &[
+            ("verify", None, Kind::Flag),
+            ("sign-type", Some('s'), Kind::Value),
+            ("keys-file", None, Kind::Value),
+            ("keys-dir", None, Kind::Value),
+        ],
+    )?;
+    let repo = open_repo(&p)?;
+    let Some(rev) = p.args.first() else {
+        return fail("Need a COMMIT to sign or verify");
+    };
+    let c = resolve(&repo, rev)?;
+    let mut keys: Vec<String> = p.args[1..].to_vec();
+    if let Some(f) = p.value("keys-file") {
+        keys.extend(ostree_repo::sign::read_keys_file(Path::new(f))?);
+    }
+    if p.flag("verify") {
+        let engine = match sign_engine(p.value("sign-type")) {
+            Ok(e) => e,
+            // Upstream reports a disabled engine as a failed verification.
+            Err(_) => return fail("No valid signatures found"),
+        };
+        if engine == ostree_repo::sign::SignEngine::Ed25519
+            && keys.is_empty()
+            && p.value("keys-file").is_none()
+        {
+            // System-wide trusted keys (minus revoked ones), as upstream.
+            let dirs: Vec<PathBuf> = match p.value("keys-dir") {
+                Some(d) => vec![d.into()],
+                None => vec!["/etc/ostree".into(), "/usr/share/ostree".into()],
+            };
+            for d in dirs {
+                keys.extend(ostree_repo::sign::keys_from_dir(&d, engine)?);
+            }
+        }
+        return match ostree_repo::sign::verify_commit(&repo, &c, engine, &keys)? {
+            Some(k) if engine == ostree_repo::sign::SignEngine::Ed25519 => {
+                println!("ed25519: Signature verified successfully with key '{k}'");
+                Ok(())
+            }
+            Some(_) => {
+                println!("{}: Signature verified", engine.name());
+                Ok(())
+            }
+            None if engine == ostree_repo::sign::SignEngine::Ed25519 => fail(format!(
+                "ed25519: Signature couldn't be verified; tried {} keys",
+                keys.len()
+            )),
+            None => fail("No valid signatures found"),
+        };
+    }
+    if keys.is_empty() {
+        return fail("No keys specified");
+    }
+    let engine = sign_engine(p.value("sign-type"))?;
+    for k in &keys {
+        ostree_repo::sign::sign_commit(&repo, &c, engine, k)?;
     }
     Ok(())
 }
@@ -1301,6 +1238,7 @@ fn pull(args: &[String]) -> R {
         untrusted: true,
         commit_metadata_only: p.flag("commit-metadata-only"),
         remote: (!p.flag("mirror")).then_some(remote_name),
+        bareuseronly_files: false,
     };
     ostree_repo::pull::pull_local(&src, &repo, &refs, &opts)?;
     Ok(())
@@ -1426,12 +1364,6 @@ fn parse_relative_date(v: &str, now: u64) -> Option<u64> {
     now.checked_sub(n * secs)
 }
 
-fn iso_date(ts: u64) -> String {
-    let d = format_date(ts);
-    // "YYYY-MM-DD HH:MM:SS +0000" -> "YYYY-MM-DDTHH:MM:SS+00" (GLib's %FT%T%:::z)
-    format!("{}T{}+00", &d[..10], &d[11..19])
-}
-
 fn summary(args: &[String]) -> R {
     let p = parse(
         args,
@@ -1458,51 +1390,10 @@ fn summary(args: &[String]) -> R {
     if p.flag("raw") {
         let t = gvariant::Type::parse(ostree_repo::summary::TYPE).expect("static type");
         let v = gvariant::decode(&t, &bytes).map_err(|e| Fail(e.to_string()))?;
-        out.push_str(&gvariant::print(&byteswap(v), true));
+        out.push_str(&gvariant::print(&display::byteswap(v), true));
         out.push('\n');
     } else {
-        let be = |v: &Value| match v {
-            Value::U64(x) => Some(u64::from_be_bytes(x.to_le_bytes())),
-            _ => None,
-        };
-        for r in &s.refs {
-            out.push_str(&format!(
-                "* {}\n    Latest Commit ({} bytes):\n      {}\n",
-                r.name,
-                r.commit_size,
-                object::to_hex(&r.checksum)
-            ));
-            for (k, v) in &r.metadata {
-                match (k.as_str(), be(v)) {
-                    ("ostree.commit.timestamp", Some(t)) => {
-                        out.push_str(&format!("    Timestamp ({k}): {}\n", iso_date(t)))
-                    }
-                    ("ostree.commit.version", _) => out.push_str(&format!(
-                        "    Version ({k}): {}\n",
-                        gvariant::print(v, false).trim_matches('\'')
-                    )),
-                    _ => out.push_str(&format!("    {k}: {}\n", gvariant::print(v, false))),
-                }
-            }
-            out.push('\n');
-        }
-        for (k, v) in &s.metadata {
-            match k.as_str() {
-                "ostree.summary.mode" => out.push_str(&format!(
-                    "Repository Mode ({k}): {}\n",
-                    gvariant::print(v, false).trim_matches('\'')
-                )),
-                "ostree.summary.last-modified" => out.push_str(&format!(
-                    "Last-Modified ({k}): {}\n",
-                    be(v).map(iso_date).unwrap_or_default()
-                )),
-                "ostree.summary.tombstone-commits" => out.push_str(&format!(
-                    "Has Tombstone Commits ({k}): {}\n",
-                    if v == &Value::Bool(true) { "Yes" } else { "No" }
-                )),
-                _ => out.push_str(&format!("{k}: {}\n", gvariant::print(v, false))),
-            }
-        }
+        out.push_str(&display::summary_view(&s));
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
     Ok(())
@@ -1536,9 +1427,12 @@ mod tests {
     }
 
     #[test]
-    fn dates() {
-        assert_eq!(format_date(1234567890), "2009-02-13 23:31:30 +0000");
-        assert_eq!(format_date(0), "1970-01-01 00:00:00 +0000");
-        assert_eq!(iso_date(1234567890), "2009-02-13T23:31:30+00");
+    fn relative_dates() {
+        assert_eq!(
+            parse_relative_date("2 days ago", 1_000_000),
+            Some(1_000_000 - 2 * 86400)
+        );
+        assert_eq!(parse_relative_date("@5", 1_000_000), Some(5));
+        assert_eq!(parse_relative_date("soon", 1_000_000), None);
     }
 }

@@ -272,23 +272,13 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 if !no_version_check {
                     release_meta::updates::check_version(&u.stream, &target.version)?;
                 }
-                // As `rollout.py add`: normalize finished rollouts first, and never
-                // silently restart a rollout that is already in the file.
-                u.clean(now);
-                let existing = u
-                    .get(&target.version)
-                    .and_then(|e| e.metadata.rollout.as_ref());
-                if existing.is_some() && !replace {
-                    return Err(release_meta::Error::Invalid(format!(
-                        "{} already has a rollout; use --replace to restart it",
-                        target.version
-                    )));
-                }
-                u.start_rollout(
+                u.add_rollout(
                     &target.version,
                     start.unwrap_or(now),
                     start_percentage,
                     duration_minutes,
+                    replace,
+                    now,
                 )
             })?,
             RolloutCmd::Pause { target } => {

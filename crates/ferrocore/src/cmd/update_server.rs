@@ -23,8 +23,23 @@ enum Cmd {
     /// Serve /v1/graph, /v1/report, /v1/status and /metrics.
     Serve {
         /// Data directory: prod/streams/<stream>/releases.json and updates/<stream>.json.
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "releases_url",
+            conflicts_with = "releases_url"
+        )]
+        data_dir: Option<PathBuf>,
+        /// Release index URL template with ${stream}, e.g.
+        /// https://builds.coreos.fedoraproject.org/prod/streams/${stream}/releases.json
+        #[arg(long, requires_all = ["updates_url", "stream"])]
+        releases_url: Option<String>,
+        /// Updates metadata URL template with ${stream}, e.g.
+        /// https://builds.coreos.fedoraproject.org/updates/${stream}.json
+        #[arg(long, requires = "releases_url")]
+        updates_url: Option<String>,
+        /// Stream to serve from the URLs (repeat for several).
+        #[arg(long, requires = "releases_url")]
+        stream: Vec<String>,
         /// Listen address (upstream's policy engine uses port 8081).
         #[arg(long, default_value = "0.0.0.0:8081")]
         listen: SocketAddr,
@@ -40,6 +55,9 @@ enum Cmd {
         /// ed25519 secret key file: sign graph responses (x-ferrocore-signature).
         #[arg(long)]
         signing_key: Option<PathBuf>,
+        /// ed25519 public key file: only load inputs with a valid <file>.sig.
+        #[arg(long)]
+        verify_key: Option<PathBuf>,
     },
     /// Lift an automatic pause (the running server picks it up at its next reload).
     Resume {
@@ -77,19 +95,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve {
             data_dir,
+            releases_url,
+            updates_url,
+            stream,
             listen,
             db,
             pause_after_failures,
             reload_interval_secs,
             signing_key,
+            verify_key,
         } => {
-            let mut cfg = update_server::Config::new(data_dir);
+            let inputs = match (data_dir, releases_url, updates_url) {
+                (Some(dir), _, _) => update_server::Inputs::Dir(dir),
+                (None, Some(releases), Some(updates)) => update_server::Inputs::Urls {
+                    releases,
+                    updates,
+                    streams: stream,
+                },
+                _ => {
+                    anyhow::bail!("need --data-dir, or --releases-url, --updates-url and --stream")
+                }
+            };
+            let mut cfg = update_server::Config::with_inputs(inputs);
             cfg.listen = listen;
             cfg.db_path = db;
             cfg.pause_after_failures = pause_after_failures;
             cfg.reload_interval = Duration::from_secs(reload_interval_secs.max(1));
             cfg.signing_key = signing_key
                 .map(|p| release_meta::sign::SigningKey::from_file(&p))
+                .transpose()?;
+            cfg.verify_inputs = verify_key
+                .map(|p| release_meta::sign::VerifyingKey::from_file(&p))
                 .transpose()?;
             cfg.clock = Arc::new(update_server::SystemClock);
             update_server::run(cfg)?;

@@ -44,6 +44,24 @@ pub struct EtcdOptions {
     pub prefix: String,
     /// Timeout of one HTTP request to one member.
     pub request_timeout: Duration,
+    /// PEM CA certificates to trust for `https://` endpoints (in addition to the
+    /// built-in roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain and private key, for clusters started with
+    /// `--client-cert-auth` (airlock's `client_cert_pub_path`/`client_cert_key_path`).
+    pub client_identity_pem: Option<Vec<u8>>,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            endpoints: Vec::new(),
+            prefix: DEFAULT_PREFIX.to_string(),
+            request_timeout: Duration::from_secs(3),
+            ca_pem: None,
+            client_identity_pem: None,
+        }
+    }
 }
 
 /// Semaphores in an etcd v3 cluster.
@@ -64,11 +82,30 @@ impl EtcdStore {
         if opts.endpoints.is_empty() {
             return Err(Error::Etcd("no etcd endpoints configured".into()));
         }
-        let http = reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .timeout(opts.request_timeout)
-            .connect_timeout(opts.request_timeout)
+            .connect_timeout(opts.request_timeout);
+        if let Some(pem) = &opts.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Etcd(format!("CA certificates: {}", without_url(&e))))?;
+            if certs.is_empty() {
+                return Err(Error::Etcd(
+                    "CA certificates: no PEM certificate found".into(),
+                ));
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if let Some(pem) = &opts.client_identity_pem {
+            let id = reqwest::Identity::from_pem(pem).map_err(|e| {
+                Error::Etcd(format!("client certificate and key: {}", without_url(&e)))
+            })?;
+            b = b.identity(id);
+        }
+        let http = b
             .build()
-            .map_err(|e| Error::Etcd(format!("building HTTP client: {e}")))?;
+            .map_err(|e| Error::Etcd(format!("building HTTP client: {}", without_url(&e))))?;
         Ok(EtcdStore {
             http,
             opts,

@@ -185,3 +185,53 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::semaphore::{lock, LockParams};
+
+    #[tokio::test]
+    async fn wal_file_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/fl.sqlite");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            let p = LockParams {
+                slots: 2,
+                now: 42,
+                ttl: Some(10),
+            };
+            store
+                .apply("g", Arc::new(move |s| lock(s, "a", p)))
+                .await
+                .unwrap();
+        }
+        let mode: String = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let state = SqliteStore::open(&path).unwrap().load("g").await.unwrap();
+        assert_eq!(state.slots, 2);
+        assert_eq!(
+            state.holders["a"],
+            Holder {
+                since: Some(42),
+                expires: Some(52)
+            }
+        );
+    }
+
+    #[test]
+    fn unopenable_path_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let bad = dir.path().join("file/fl.sqlite");
+        let e = SqliteStore::open(&bad).err().unwrap().to_string();
+        assert!(
+            e.contains("file/fl.sqlite") || e.contains("creating directory"),
+            "{e}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,82 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0")
 }
 
+/// Runs openssl (Debian package `openssl`) in `dir`.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}); install the Debian package openssl"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Creates in `dir` a CA (`ca.pem`) and, signed by it, a certificate + key for each
+/// `(name, extensions)`: `<name>.pem`, `<name>.key`.
+pub fn make_pki(dir: &Path, leaves: &[(&str, &str)]) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fleetlock-test-ca",
+    ];
+    openssl(dir, &[&["req", "-x509"][..], &ec, &ca].concat());
+    for (name, ext) in leaves {
+        let (key, csr, pem, extf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let subj = format!("/CN={name}");
+        openssl(
+            dir,
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", &subj],
+            ]
+            .concat(),
+        );
+        std::fs::write(dir.join(&extf), ext).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extf,
+            ],
+        );
+    }
+}
+
 /// An etcd cluster of real `etcd` processes (Debian package `etcd-server`), each with
 /// its own data dir in a temp dir; every member is killed on drop.
 pub struct Etcd {
@@ -39,6 +115,13 @@ pub struct Etcd {
 impl Etcd {
     /// Starts `n` members and waits until every one reports healthy.
     pub async fn start(n: usize) -> Etcd {
+        Self::start_with(n, None).await
+    }
+
+    /// Like [`Etcd::start`]; with `tls = Some(dir)`, clients must speak HTTPS and
+    /// present a certificate signed by `dir/ca.pem` (`--client-cert-auth`), and the
+    /// members serve `dir/server.pem`. The harness itself uses `dir/client.pem`.
+    pub async fn start_with(n: usize, tls: Option<&Path>) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -49,10 +132,18 @@ impl Etcd {
         let mut members = Vec::new();
         let mut client_urls = Vec::new();
         for i in 0..n {
-            let curl = format!("http://127.0.0.1:{}", client_ports[i]);
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let curl = format!("{scheme}://127.0.0.1:{}", client_ports[i]);
             let purl = format!("http://127.0.0.1:{}", peer_ports[i]);
             let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
-            let child = Command::new("etcd")
+            let mut cmd = Command::new("etcd");
+            if let Some(d) = tls {
+                cmd.arg("--cert-file").arg(d.join("server.pem"));
+                cmd.arg("--key-file").arg(d.join("server.key"));
+                cmd.arg("--trusted-ca-file").arg(d.join("ca.pem"));
+                cmd.arg("--client-cert-auth");
+            }
+            let child = cmd
                 .args(["--name", &format!("m{i}")])
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("m{i}.etcd")))
@@ -94,14 +185,23 @@ impl Etcd {
             client_urls,
             dir,
         };
+        let mut http = reqwest::Client::builder();
+        if let Some(d) = tls {
+            let ca = std::fs::read(d.join("ca.pem")).unwrap();
+            let mut id = std::fs::read(d.join("client.pem")).unwrap();
+            id.extend(std::fs::read(d.join("client.key")).unwrap());
+            http = http
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .identity(reqwest::Identity::from_pem(&id).unwrap());
+        }
+        let http = http.build().unwrap();
         for i in 0..n {
-            etcd.wait_healthy(i).await;
+            etcd.wait_healthy(&http, i).await;
         }
         etcd
     }
 
-    async fn wait_healthy(&self, i: usize) {
-        let http = reqwest::Client::new();
+    async fn wait_healthy(&self, http: &reqwest::Client, i: usize) {
         let url = format!("{}/health", self.client_urls[i]);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -167,8 +267,7 @@ impl Server {
         let listener = loop {
             match TcpListener::bind(addr) {
                 Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => panic!("bind {addr}: {e}"),

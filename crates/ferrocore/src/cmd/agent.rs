@@ -1,0 +1,132 @@
+//! `ferrocore agent`: the automatic update agent's operator verbs.
+//!
+//! `status` explains why the node is or is not updating (from the snapshot the
+//! daemon writes after every step); `config` merges and checks the configuration
+//! fragments exactly as the daemon does and prints the effective settings.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent::config::{Config, StrategyConfig, DEFAULT_DIRS};
+use agent::status::AgentStatus;
+use agent::{Clock, Paths};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Automatic update agent (Zincati-compatible)")]
+struct Args {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Why this node is or is not updating: state, last check, candidate, holds.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Status snapshot written by the agent.
+        #[arg(long, value_name = "FILE")]
+        status_file: Option<PathBuf>,
+    },
+    /// Merge and check the configuration fragments; print the effective settings.
+    Config {
+        /// Fragment directories, lowest precedence first
+        /// (default: /usr/lib/ferrocore/agent.d /run/ferrocore/agent.d /etc/ferrocore/agent.d).
+        #[arg(long, value_name = "DIR", num_args = 1..)]
+        config_dirs: Vec<PathBuf>,
+    },
+}
+
+/// Entry point; `args[0]` is the tool name.
+pub fn main(args: &[OsString]) -> ExitCode {
+    let a = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let r = match a.verb {
+        Verb::Status { json, status_file } => status(json, status_file),
+        Verb::Config { config_dirs } => config(config_dirs),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(json: bool, file: Option<PathBuf>) -> Result<()> {
+    let file = file.unwrap_or_else(|| Paths::default().status_file);
+    let st = AgentStatus::read(&file).map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        print!("{}", st.render());
+    }
+    Ok(())
+}
+
+fn config(dirs: Vec<PathBuf>) -> Result<()> {
+    let dirs = if dirs.is_empty() {
+        DEFAULT_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        dirs
+    };
+    let c = Config::load(&dirs).context("loading the agent configuration")?;
+    for w in &c.warnings {
+        eprintln!("agent: warning: {w}");
+    }
+    for f in &c.fragments {
+        println!("fragment: {}", f.display());
+    }
+    println!("identity.group = {:?}", c.group);
+    if let Some(u) = &c.node_uuid {
+        println!("identity.node_uuid = {u:?}");
+    }
+    match c.rollout_wariness {
+        Some(w) => println!("identity.rollout_wariness = {w}"),
+        None => println!("identity.rollout_wariness = (assigned by the update server)"),
+    }
+    match &c.cincinnati_base_url {
+        Some(u) => println!("cincinnati.base_url = {u:?}"),
+        None => println!("cincinnati.base_url = (unset)"),
+    }
+    println!("updates.enabled = {}", c.updates_enabled);
+    println!("updates.allow_downgrade = {}", c.allow_downgrade);
+    println!("updates.strategy = {:?}", c.strategy.name());
+    match &c.strategy {
+        StrategyConfig::Immediate => {}
+        StrategyConfig::FleetLock { base_url } => {
+            println!("updates.fleet_lock.base_url = {base_url:?}")
+        }
+        StrategyConfig::Periodic(cal) => {
+            println!("updates.periodic.time_zone = {:?}", cal.tz_name());
+            for w in cal.windows() {
+                println!(
+                    "updates.periodic.window = {:?} {:02}:{:02} for {} minutes",
+                    w.day,
+                    w.start_minute / 60,
+                    w.start_minute % 60,
+                    w.length_minutes
+                );
+            }
+            println!("total schedule length: {} minutes", cal.length_minutes());
+            if let Some(next) = cal.next_open(agent::SystemClock.now()) {
+                println!("next window: {next}");
+            }
+        }
+    }
+    println!(
+        "agent.timing.steady_interval_secs = {}",
+        c.steady_interval.as_secs()
+    );
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Ignition's provisioning engine: fetch a config once, then apply it to a
+//! target root, failing closed: any part of the config that cannot be applied
+//! makes the stage fail, with the config path of the culprit
+//! (`$.storage.files.3.contents.source: resource not found`).
+//!
+//! # Public API
+//!
+//! * [`Options`] (paths and platform, upstream's defaults) and [`Stage`].
+//! * [`run_stage`]: one stage, like `ignition -stage S`; [`run`]: `fetch` then
+//!   `files`, what an offline user or a test wants.
+//! * [`Error`]: `path` (config path, when one field is to blame) and `message`.
+//! * [`resource::Fetcher`]: `data:`/http(s) fetching with gzip and hash checks.
+//! * [`path::join_path`]: upstream's symlink-safe path resolution in a root.
+//!
+//! # Stages
+//!
+//! * `fetch` / `fetch-offline`: user config from `ignition.config.url=` on the
+//!   kernel command line, else `user.ign` in the system config dir, else the
+//!   platform (`file`, `qemu`); system base configs from `base.d` and
+//!   `base.platform.d/<platform>`; `ignition.config.merge/replace` rendered
+//!   (with cycle and depth limits); validated; cached (JSON, 0640, atomic);
+//!   state file written.
+//! * `kargs`: `ignition-kargs-helper --should-exist A ... --should-not-exist B`.
+//! * `files`: groups, users (`groupadd`/`useradd`/`usermod --root`), SSH keys,
+//!   directories/files/links by depth with hard links last, systemd units,
+//!   drop-ins, masks, presets, `/etc/.ignition-result.json`.
+//!
+//! Not yet: disks, mount, umount (rejected with a clear error), SELinux
+//! relabelling, tftp/s3/gs/arn sources ("unsupported source scheme").
+//!
+//! ```no_run
+//! let mut opts = ignition_engine::Options::new("file", "/sysroot");
+//! opts.config_file = Some("config.ign".into());
+//! ignition_engine::run(&opts).expect("provisioning failed");
+//! ```
+
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+mod files;
+mod passwd;
+pub mod path;
+pub mod resource;
+mod state;
+
+pub use engine::{run_stage, Options, Outcome, Stage, MAX_RENDER_DEPTH};
+pub use error::{Error, Result};
+pub use files::{PRESET_PATH, RESULT_PATH};
+pub use state::{Failure, FetchedConfig, State};
+
+/// Runs `fetch` then `files` (upstream's order without disks/mount).
+pub fn run(opts: &Options) -> Result<()> {
+    run_stage(opts, Stage::Fetch)?;
+    run_stage(opts, Stage::Files)?;
+    Ok(())
+}
