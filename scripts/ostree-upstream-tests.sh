@@ -20,7 +20,7 @@ if [ ! -d "$T" ]; then
 fi
 
 # Tests that pass against ferrocore today; a failure here is a regression.
-MUST_PASS=(test-corruption.sh test-commit-timestamp.sh test-refs.sh test-local-pull.sh test-archivez.sh test-config.sh test-signed-commit.sh)
+MUST_PASS=(test-corruption.sh test-commit-timestamp.sh test-refs.sh test-local-pull.sh test-archivez.sh test-config.sh test-signed-commit.sh test-basic-user.sh test-basic-user-only.sh)
 # The target list of the ostree issue (all must pass eventually).
 TARGET=(test-basic-user.sh test-basic-user-only.sh test-archivez.sh test-refs.sh
         test-local-pull.sh test-pull-bare.sh test-pull-bareuser.sh test-corruption.sh

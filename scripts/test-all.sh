@@ -5,9 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: the real ostree and its upstream test suite (interop
-# and conformance), etcd for the FleetLock etcd store, openssl for test certificates, tzdata for the agent's update windows.
-apt_pkgs=(ostree ostree-tests gnome-desktop-testing etcd-server etcd-client openssl tzdata)
+# Debian packages the tests use: the real peers we compare against (ostree and its
+# upstream test suite, Ignition 2.14), etcd for the FleetLock etcd store, shadow-utils
+# and systemctl that the Ignition engine drives, python3-gi for the Ignition peer
+# recipe's D-Bus stand-in, openssl for test certificates, tzdata for update windows.
+apt_pkgs=(ostree ostree-tests gnome-desktop-testing ignition etcd-server etcd-client
+          passwd systemd python3-gi e2fsprogs mount util-linux openssl tzdata)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,7 +18,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 # Debian starts etcd as a service on install; tests start their own on free ports.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd 2>/dev/null || true; fi

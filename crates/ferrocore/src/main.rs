@@ -51,6 +51,10 @@ const VERBS: &[(&str, &str)] = &[
         "agent",
         "automatic update agent: `agent status [--json]`, `agent config`",
     ),
+    (
+        "build",
+        "compose the OS from Debian packages into a commit: `build [--config os/]`, `build lock`",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -102,6 +106,7 @@ fn dispatch(name: &str, args: &[OsString]) -> Option<ExitCode> {
         "release" => cmd::release::main(args),
         "update-server" => cmd::update_server::main(args),
         "agent" => cmd::agent::main(args),
+        "build" => cmd::build::main(args),
         _ => return None,
     })
 }

@@ -26,6 +26,10 @@ pub enum Stage {
     Fetch,
     /// Kernel arguments, through the distro's `ignition-kargs-helper`.
     Kargs,
+    /// Mount filesystems that have a `path` under the root.
+    Mount,
+    /// Unmount them again.
+    Umount,
     /// Users, groups, files, directories, links, units, result file.
     Files,
 }
@@ -37,6 +41,8 @@ impl Stage {
             Stage::FetchOffline => "fetch-offline",
             Stage::Fetch => "fetch",
             Stage::Kargs => "kargs",
+            Stage::Mount => "mount",
+            Stage::Umount => "umount",
             Stage::Files => "files",
         }
     }
@@ -50,10 +56,12 @@ impl std::str::FromStr for Stage {
             "fetch" => Stage::Fetch,
             "files" => Stage::Files,
             "kargs" => Stage::Kargs,
-            "disks" | "mount" | "umount" => {
-                return Err(Error::new(format!(
-                    "stage {s:?} is not implemented by ferrocore yet (fetch-offline, fetch, kargs and files are)"
-                )))
+            "mount" => Stage::Mount,
+            "umount" => Stage::Umount,
+            "disks" => {
+                return Err(Error::new(
+                    "stage \"disks\" is not implemented by ferrocore yet (fetch-offline, fetch, kargs, mount, files and umount are)",
+                ))
             }
             _ => return Err(Error::new(format!("invalid stage {s:?}"))),
         })
@@ -172,6 +180,29 @@ fn run_inner(opts: &Options, stage: Stage) -> Result<Outcome> {
             kargs(&full.kernel_arguments)?;
             Ok(Outcome::Done)
         }
+        Stage::Mount => {
+            let cfg = read_cache(&opts.config_cache)?;
+            let full = ignition_config::merge(&base, &cfg);
+            let res = crate::mount::mount(&opts.root, &full);
+            // Record what was created even when a later mount failed.
+            let created = match &res {
+                Ok(c) => c.clone(),
+                Err(_) => Vec::new(),
+            };
+            if !created.is_empty() {
+                state
+                    .notated_directories
+                    .get_or_insert_with(Vec::new)
+                    .extend(created);
+                state.save(&opts.state_file)?;
+            }
+            res.map(|_| Outcome::Done)
+        }
+        Stage::Umount => {
+            let cfg = read_cache(&opts.config_cache)?;
+            crate::mount::umount(&opts.root, &ignition_config::merge(&base, &cfg))?;
+            Ok(Outcome::Done)
+        }
         Stage::Files => {
             let cfg = read_cache(&opts.config_cache)?;
             update_fetcher(&mut fetcher, &cfg, "$")?;
@@ -180,6 +211,7 @@ fn run_inner(opts: &Options, stage: Stage) -> Result<Outcome> {
                 &ignition_config::merge(&base, &cfg),
             );
             let info = files::RunInfo {
+                notated_directories: state.notated_directories.clone().unwrap_or_default(),
                 user_config_provided: state.fetched_configs.iter().any(|c| c.kind == "user"),
                 boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
                     .map(|s| s.trim().to_string())

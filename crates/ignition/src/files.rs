@@ -32,18 +32,21 @@ pub struct RunInfo {
     pub boot_id: String,
     /// RFC 3339 UTC time of the run.
     pub date: String,
+    /// Mountpoints the mount stage created (root-relative).
+    pub notated_directories: Vec<String>,
 }
 
 /// Applies the files stage of `cfg` to `root`.
 pub fn run(root: &Path, cfg: &Config, fetcher: &mut Fetcher, info: &RunInfo) -> Result<()> {
-    create_passwd(root, cfg).map_err(|e| e.context("failed to create users/groups"))?;
+    create_passwd(root, cfg, &info.notated_directories)
+        .map_err(|e| e.context("failed to create users/groups"))?;
     create_entries(root, cfg, fetcher).map_err(|e| e.context("failed to create files"))?;
     create_units(root, cfg).map_err(|e| e.context("failed to create units"))?;
     create_result_file(root, info).map_err(|e| e.context("failed to write result file"))?;
     Ok(())
 }
 
-fn create_passwd(root: &Path, cfg: &Config) -> Result<()> {
+fn create_passwd(root: &Path, cfg: &Config, notated: &[String]) -> Result<()> {
     for (i, g) in cfg.passwd.groups.iter().enumerate() {
         passwd::ensure_group(root, g)
             .map_err(|e| e.context(format!("failed to create group {:?}", g.name)))
@@ -58,6 +61,7 @@ fn create_passwd(root: &Path, cfg: &Config) -> Result<()> {
         if u.should_exist == Some(false) {
             continue;
         }
+        passwd::own_notated_dirs(root, &u.name, notated).map_err(|e| e.or_at(&at))?;
         passwd::set_password_hash(root, u).map_err(|e| {
             e.context(format!("failed to set password for {:?}", u.name))
                 .or_at(&format!("{at}.passwordHash"))
@@ -152,7 +156,12 @@ fn ordered_entries<'a>(root: &Path, cfg: &'a Config) -> Result<Vec<Entry<'a>>> {
 }
 
 fn create_entries(root: &Path, cfg: &Config, fetcher: &mut Fetcher) -> Result<()> {
-    for e in ordered_entries(root, cfg)? {
+    for mut e in ordered_entries(root, cfg)? {
+        // Resolve again now, in case an earlier entry created a symlink on the
+        // way: upstream resolves only up front. Validation rejects entries below
+        // configured links, so this is defence in depth, not a behaviour change.
+        e.host = join_path(root, e.path)
+            .map_err(|x| Error::at(&e.at, format!("resolving {}: {}", e.path, io_msg(&x))))?;
         if e.overwrite {
             remove_all(&e.host).map_err(|x| x.or_at(&e.at))?;
         }

@@ -20,12 +20,15 @@
 //!   `base.platform.d/<platform>`; `ignition.config.merge/replace` rendered
 //!   (with cycle and depth limits); validated; cached (JSON, 0640, atomic);
 //!   state file written.
+//! * `mount` / `umount`: filesystems with a `path`, shallowest first
+//!   (`mount -o <mountOptions> -t <format> <device> <root><path>`), created
+//!   mountpoints recorded in the state file; `umount` deepest first.
 //! * `kargs`: `ignition-kargs-helper --should-exist A ... --should-not-exist B`.
 //! * `files`: groups, users (`groupadd`/`useradd`/`usermod --root`), SSH keys,
 //!   directories/files/links by depth with hard links last, systemd units,
 //!   drop-ins, masks, presets, `/etc/.ignition-result.json`.
 //!
-//! Not yet: disks, mount, umount (rejected with a clear error), SELinux
+//! Not yet: disks (rejected with a clear error), SELinux
 //! relabelling, tftp/s3/gs/arn sources ("unsupported source scheme").
 //!
 //! ```no_run
@@ -39,6 +42,7 @@
 mod engine;
 mod error;
 mod files;
+mod mount;
 mod passwd;
 pub mod path;
 pub mod resource;

@@ -196,6 +196,29 @@ pub fn ensure_user(root: &Path, u: &PasswdUser) -> Result<()> {
     run(cmd, &args)
 }
 
+/// Mountpoints the mount stage created at or below the user's home were made
+/// by root; like upstream, hand them to the user with mode 0700 (useradd
+/// leaves an existing home alone).
+pub fn own_notated_dirs(root: &Path, name: &str, notated: &[String]) -> Result<()> {
+    if notated.is_empty() {
+        return Ok(());
+    }
+    let Some(pw) = lookup_user(root, name)? else {
+        return Ok(());
+    };
+    let home = crate::path::clean(&pw.home);
+    for d in notated {
+        let d = crate::path::clean(d);
+        if d == home || d.starts_with(&format!("{home}/")) {
+            let p = root.join(d.trim_start_matches('/'));
+            std::os::unix::fs::lchown(&p, Some(pw.uid), Some(pw.gid))
+                .map_err(|e| crate::error::path_err("chown", &p, &e))?;
+            set_mode(&p, 0o700)?;
+        }
+    }
+    Ok(())
+}
+
 /// `usermod --password` when a hash is configured ("" locks: `*`), as upstream
 /// does after creating the user.
 pub fn set_password_hash(root: &Path, u: &PasswdUser) -> Result<()> {

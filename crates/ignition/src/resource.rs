@@ -55,8 +55,8 @@ pub struct Fetcher {
     total: Option<Duration>,
     /// `httpResponseHeaders`.
     response_headers: Option<Duration>,
-    /// PEM bundles of extra trusted CAs.
-    cas: Vec<Vec<u8>>,
+    /// Extra trusted CAs from the config.
+    cas: Vec<reqwest::Certificate>,
     proxy: Proxy,
     /// `fetch-offline`: anything but `data:` needs the network.
     offline: bool,
@@ -95,7 +95,14 @@ impl Fetcher {
         };
         let mut bundles = Vec::new();
         for (i, ca) in cas.iter().enumerate() {
-            bundles.push(self.fetch(ca).map_err(|e| (i, e))?);
+            let pem = self.fetch(ca).map_err(|e| (i, e))?;
+            // A bundle without certificates would silently trust nothing extra;
+            // fail on it like on any other unusable resource.
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| (i, FetchError::source("CA bundle holds no PEM certificate")))?;
+            bundles.extend(certs);
         }
         self.total = secs(timeouts.http_total, 0);
         self.response_headers = secs(timeouts.http_response_headers, DEFAULT_RESPONSE_HEADERS);
@@ -152,42 +159,39 @@ impl Fetcher {
     }
 
     fn client(&mut self) -> Result<reqwest::Client, FetchError> {
-        if self.client.is_none() {
-            let mut b = reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(30))
-                .user_agent(concat!("Ignition/ferrocore-", env!("CARGO_PKG_VERSION")))
-                // Custom headers must not follow redirects (upstream clears
-                // them); reqwest drops only sensitive ones, so redirects are
-                // followed by hand in `get_following_redirects`.
-                .redirect(reqwest::redirect::Policy::none());
-            for pem in &self.cas {
-                let certs = reqwest::Certificate::from_pem_bundle(pem)
-                    .map_err(|e| FetchError::source(format!("parsing CA bundle: {e}")))?;
-                for c in certs {
-                    b = b.add_root_certificate(c);
-                }
-            }
-            // Only the config's proxies apply, never the environment's.
-            let no_proxy = reqwest::NoProxy::from_string(&self.proxy.no_proxy.join(","));
-            if let Some(p) = &self.proxy.http_proxy {
-                let px = reqwest::Proxy::http(p)
-                    .map_err(|e| FetchError::source(format!("invalid httpProxy: {e}")))?;
-                b = b.proxy(px.no_proxy(no_proxy.clone()));
-            }
-            if let Some(p) = &self.proxy.https_proxy {
-                let px = reqwest::Proxy::https(p)
-                    .map_err(|e| FetchError::source(format!("invalid httpsProxy: {e}")))?;
-                b = b.proxy(px.no_proxy(no_proxy));
-            }
-            if self.proxy.http_proxy.is_none() && self.proxy.https_proxy.is_none() {
-                b = b.no_proxy();
-            }
-            self.client = Some(
-                b.build()
-                    .map_err(|e| FetchError::source(format!("building HTTP client: {e}")))?,
-            );
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
         }
-        Ok(self.client.clone().expect("client built above"))
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("Ignition/ferrocore-", env!("CARGO_PKG_VERSION")))
+            // Custom headers must not follow redirects (upstream clears
+            // them); reqwest drops only sensitive ones, so redirects are
+            // followed by hand in `get_following_redirects`.
+            .redirect(reqwest::redirect::Policy::none());
+        for c in &self.cas {
+            b = b.add_root_certificate(c.clone());
+        }
+        // Only the config's proxies apply, never the environment's.
+        let no_proxy = reqwest::NoProxy::from_string(&self.proxy.no_proxy.join(","));
+        if let Some(p) = &self.proxy.http_proxy {
+            let px = reqwest::Proxy::http(p)
+                .map_err(|e| FetchError::source(format!("invalid httpProxy: {e}")))?;
+            b = b.proxy(px.no_proxy(no_proxy.clone()));
+        }
+        if let Some(p) = &self.proxy.https_proxy {
+            let px = reqwest::Proxy::https(p)
+                .map_err(|e| FetchError::source(format!("invalid httpsProxy: {e}")))?;
+            b = b.proxy(px.no_proxy(no_proxy));
+        }
+        if self.proxy.http_proxy.is_none() && self.proxy.https_proxy.is_none() {
+            b = b.no_proxy();
+        }
+        let c = b
+            .build()
+            .map_err(|e| FetchError::source(format!("building HTTP client: {e}")))?;
+        self.client = Some(c.clone());
+        Ok(c)
     }
 
     /// The retry loop. It runs on a private current-thread runtime so that

@@ -9,7 +9,8 @@ use std::path::Path;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 struct Run {
-    t: tempfile::TempDir,
+    /// Keeps the root and work dirs alive for the test's duration.
+    _t: tempfile::TempDir,
     opts: ignition_engine::Options,
 }
 
@@ -22,7 +23,7 @@ impl Run {
         let path = t.path().join("config.ign");
         std::fs::write(&path, cfg).unwrap();
         let opts = common::options(&root, &path, &t.path().join("work"));
-        Run { t, opts }
+        Run { _t: t, opts }
     }
     fn root(&self) -> &Path {
         &self.opts.root
@@ -262,5 +263,18 @@ fn unknown_platform_and_relative_root_are_rejected() {
         .unwrap_err()
         .message
         .contains("absolute"));
-    let _ = &r.t;
+}
+
+#[test]
+fn a_second_run_keeps_the_previous_report() {
+    let r = Run::new(
+        r#"{"ignition":{"version":"3.3.0"},"systemd":{"units":[{"name":"a.service","mask":true}]}}"#,
+    );
+    ignition_engine::run(&r.opts).unwrap();
+    ignition_engine::run(&r.opts).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(r.root().join("etc/.ignition-result.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["previousReport"]["userConfigProvided"], true);
+    assert!(v["previousReport"]["provisioningBootID"].is_string());
 }

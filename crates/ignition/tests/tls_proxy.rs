@@ -120,7 +120,11 @@ fn bad_ca_bundle_names_its_field() {
     let cfg = r#"{"ignition":{"version":"3.3.0","security":{"tls":{"certificateAuthorities":[{"source":"data:,not-a-pem"}]}}},"storage":{"files":[{"path":"/etc/x","contents":{"source":"http://127.0.0.1:9/x"}}]}}"#;
     let (_t, res) = apply(cfg);
     let e = res.unwrap_err();
-    assert!(e.message.contains("CA"), "{e}");
+    assert_eq!(
+        e.path.as_deref(),
+        Some("$.ignition.security.tls.certificateAuthorities.0.source")
+    );
+    assert!(e.message.contains("no PEM certificate"), "{e}");
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub enum Overwrite {
     UnionFiles,
     /// Keep existing files, add new ones (`--union-add`).
     AddFiles,
+    /// Accept existing files only if identical to the commit's (same
+    /// hardlinked object, or same symlink target); needs hardlinks
+    /// (`--union-identical`).
+    UnionIdentical,
 }
 
 /// Options of `ostree checkout`.
@@ -43,6 +47,18 @@ pub struct CheckoutOptions {
     pub require_hardlinks: bool,
     /// Never hardlink (`-C`).
     pub force_copy: bool,
+    /// Paths to leave out, absolute from the checked-out root (the subpath
+    /// when one is given) (`--skip-list`).
+    pub skip_list: std::collections::BTreeSet<String>,
+    /// Directory modes masked to 0775: no setuid/sticky or world-writable
+    /// directories (`--bareuseronly-dirs`, `-M`).
+    pub bareuseronly_dirs: bool,
+    /// Do not use or fill the archive repo's uncompressed-object cache
+    /// (`--disable-cache`).
+    pub disable_cache: bool,
+    /// Turn `.ostree-wh.NAME` files into overlayfs whiteouts (char device
+    /// 0:0) named NAME (`--process-passthrough-whiteouts`).
+    pub passthrough_whiteouts: bool,
 }
 
 struct Ctx<'a> {
@@ -62,11 +78,13 @@ pub fn checkout(repo: &Repo, commit: &Checksum, dest: &Path, opts: &CheckoutOpti
     let c = repo.load_commit(commit)?;
     // Hardlinking is exact only where the object file's own inode metadata
     // is what the checkout wants (same rule as upstream).
-    // bare-user-only repos carry no ownership: every checkout is a user one.
+    // bare-user-only repos carry no ownership: every checkout is a user
+    // one, and directories never get bits outside 0775 (as upstream).
     let mut opts_buf;
-    let opts = if repo.mode() == RepoMode::BareUserOnly && opts.mode == CheckoutMode::None {
+    let opts = if repo.mode() == RepoMode::BareUserOnly {
         opts_buf = opts.clone();
         opts_buf.mode = CheckoutMode::User;
+        opts_buf.bareuseronly_dirs = true;
         &opts_buf
     } else {
         opts
@@ -78,6 +96,11 @@ pub fn checkout(repo: &Repo, commit: &Checksum, dest: &Path, opts: &CheckoutOpti
             RepoMode::BareUserOnly => true,
             RepoMode::Archive => false,
         };
+    if opts.overwrite == Overwrite::UnionIdentical && !opts.require_hardlinks {
+        return Err(Error::Invalid(
+            "--union-identical requires --require-hardlinks".into(),
+        ));
+    }
     if opts.require_hardlinks && !can_hardlink {
         // Upstream's wording (tests match on it).
         return Err(Error::Invalid(match repo.mode() {
@@ -105,17 +128,21 @@ pub fn checkout(repo: &Repo, commit: &Checksum, dest: &Path, opts: &CheckoutOpti
             t.files.iter().find(|(n, _)| n == comp),
             i + 1 == comps.len(),
         ) {
-            // Checking out a single file.
-            return ctx.file(fc, dest);
+            // A single file goes into DEST (created if needed) under its own
+            // name, as upstream does.
+            if !dest.is_dir() {
+                fs::create_dir_all(dest).map_err(io_at("mkdir", dest))?;
+            }
+            return ctx.file(fc, &dest.join(comp));
         } else {
             return Err(Error::NotFound(format!("No such file or directory: {sub}")));
         }
     }
-    ctx.dir(&tree, &meta, dest)
+    ctx.dir(&tree, &meta, dest, "")
 }
 
 impl Ctx<'_> {
-    fn dir(&self, tree: &Checksum, meta: &Checksum, dest: &Path) -> Result<()> {
+    fn dir(&self, tree: &Checksum, meta: &Checksum, dest: &Path, rel: &str) -> Result<()> {
         let dm = self.repo.load_dirmeta(meta)?;
         let created = match fs::create_dir(dest) {
             Ok(()) => true,
@@ -135,15 +162,32 @@ impl Ctx<'_> {
         };
         let t = self.repo.load_dirtree(tree)?;
         // Files of one directory are independent: write them in parallel.
+        let skip = |name: &str| self.opts.skip_list.contains(&format!("{rel}/{name}"));
         t.files
             .par_iter()
-            .try_for_each(|(name, c)| self.file(c, &dest.join(name)))?;
-        for (name, tc, mc) in &t.dirs {
-            self.dir(tc, mc, &dest.join(name))?;
+            .filter(|(name, _)| !skip(name))
+            .try_for_each(|(name, c)| match name.strip_prefix(".ostree-wh.") {
+                Some(real) if self.opts.passthrough_whiteouts => self.whiteout(c, &dest.join(real)),
+                _ => self.file(c, &dest.join(name)),
+            })?;
+        for (name, tc, mc) in t.dirs.iter().filter(|(name, ..)| !skip(name)) {
+            self.dir(tc, mc, &dest.join(name), &format!("{rel}/{name}"))?;
         }
         // Metadata last, so a read-only directory can still be populated.
         if created {
             self.apply_dirmeta(&dm, dest)?;
+        }
+        Ok(())
+    }
+
+    fn whiteout(&self, c: &Checksum, dest: &Path) -> Result<()> {
+        if !self.remove_existing(c, dest)? {
+            return Ok(());
+        }
+        let h = self.repo.open_content(c)?.header;
+        sys::mknod_whiteout(dest, h.mode)?;
+        if self.opts.mode == CheckoutMode::None {
+            sys::lchown(dest, h.uid, h.gid)?;
         }
         Ok(())
     }
@@ -158,13 +202,27 @@ impl Ctx<'_> {
         } else {
             dm.mode & 0o7777
         };
-        fs::set_permissions(dest, fs::Permissions::from_mode(m)).map_err(io_at("chmod", dest))
+        let m = if self.opts.bareuseronly_dirs {
+            m & 0o775
+        } else {
+            m
+        };
+        fs::set_permissions(dest, fs::Permissions::from_mode(m)).map_err(io_at("chmod", dest))?;
+        // Like files, checked-out directories carry ostree's fixed mtime (0).
+        sys::set_mtime(dest, 0)
     }
 
-    fn remove_existing(&self, dest: &Path) -> Result<bool> {
+    fn remove_existing(&self, c: &Checksum, dest: &Path) -> Result<bool> {
         match fs::symlink_metadata(dest) {
             Err(_) => Ok(true),
             Ok(md) => match self.opts.overwrite {
+                Overwrite::UnionIdentical => {
+                    if self.is_identical(c, dest, &md)? {
+                        Ok(false)
+                    } else {
+                        Err(Error::Invalid(format!("{}: File exists", dest.display())))
+                    }
+                }
                 Overwrite::None => Err(Error::Invalid(format!("{}: File exists", dest.display()))),
                 Overwrite::AddFiles => Ok(false),
                 Overwrite::UnionFiles => {
@@ -178,6 +236,44 @@ impl Ctx<'_> {
                     Ok(true)
                 }
             },
+        }
+    }
+
+    fn is_identical(&self, c: &Checksum, dest: &Path, md: &fs::Metadata) -> Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let src = self.repo.object_path(ObjectType::File, c);
+        if md.file_type().is_symlink() {
+            let obj = self.repo.open_content(c)?;
+            let target = fs::read_link(dest).map_err(io_at("readlink", dest))?;
+            return Ok(mode::is_lnk(obj.header.mode)
+                && target.as_os_str() == obj.header.symlink_target.as_str());
+        }
+        if fs::symlink_metadata(&src)
+            .map(|o| o.dev() == md.dev() && o.ino() == md.ino())
+            .unwrap_or(false)
+        {
+            return Ok(true);
+        }
+        // Not our hardlink (e.g. a copy): identical means same content.
+        let mut obj = self.repo.open_content(c)?;
+        if !mode::is_reg(obj.header.mode) || !md.is_file() || obj.size != md.len() {
+            return Ok(false);
+        }
+        let mut f = fs::File::open(dest).map_err(io_at("open", dest))?;
+        let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+        loop {
+            use std::io::Read;
+            let n = obj
+                .payload
+                .read(&mut a)
+                .map_err(|e| Error::io(format!("reading object {}", object::to_hex(c)), e))?;
+            if n == 0 {
+                return Ok(true);
+            }
+            f.read_exact(&mut b[..n]).map_err(io_at("read", dest))?;
+            if a[..n] != b[..n] {
+                return Ok(false);
+            }
         }
     }
 
@@ -195,7 +291,12 @@ impl Ctx<'_> {
                 .map(|m| m.is_file())
                 .unwrap_or(false),
         };
-        if !is_reg {
+        // Empty files are always copied: hardlinking them would tie
+        // unrelated files together for no space gain (upstream does the same).
+        let empty = fs::symlink_metadata(&src)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true);
+        if !is_reg || empty {
             return Ok(false);
         }
         match fs::hard_link(&src, dest) {
@@ -208,7 +309,7 @@ impl Ctx<'_> {
     }
 
     fn file(&self, c: &Checksum, dest: &Path) -> Result<()> {
-        if !self.remove_existing(dest)? {
+        if !self.remove_existing(c, dest)? {
             return Ok(());
         }
         if self.can_hardlink && self.hardlink_fast(c, dest)? {
@@ -216,7 +317,7 @@ impl Ctx<'_> {
         }
         let mut obj = self.repo.open_content(c)?;
         let h = &obj.header;
-        if self.can_hardlink && mode::is_reg(h.mode) {
+        if self.can_hardlink && mode::is_reg(h.mode) && obj.size > 0 {
             if let Some(src) = &obj.path {
                 match fs::hard_link(src, dest) {
                     Ok(()) => return Ok(()),
@@ -226,7 +327,7 @@ impl Ctx<'_> {
                     Err(_) => {}
                 }
             }
-        } else if self.opts.require_hardlinks && mode::is_reg(h.mode) {
+        } else if self.opts.require_hardlinks && mode::is_reg(h.mode) && obj.size > 0 {
             return Err(Error::Invalid(format!(
                 "Unable to hardlink {} for {}",
                 object::to_hex(c),
@@ -242,7 +343,31 @@ impl Ctx<'_> {
             }
             return Ok(());
         }
-        let tmp = tmp_sibling(dest);
+        // Archive repos keep decompressed copies in
+        // `uncompressed-objects-cache/` so repeated user checkouts hardlink
+        // instead of inflating again (upstream behaviour).
+        let cache = (self.repo.mode() == RepoMode::Archive
+            && self.opts.mode == CheckoutMode::User
+            && !self.opts.disable_cache
+            && !self.opts.force_copy
+            && obj.size > 0)
+            .then(|| {
+                let rel = self.repo.object_relpath(ObjectType::File, c);
+                let rel = rel.to_string_lossy().replace(".filez", ".file");
+                self.repo
+                    .path()
+                    .join("uncompressed-objects-cache")
+                    .join(rel)
+            });
+        if let Some(cp) = &cache {
+            if fs::hard_link(cp, dest).is_ok() {
+                return Ok(());
+            }
+            let dir = cp.parent().expect("cache path has a parent");
+            fs::create_dir_all(dir).map_err(io_at("mkdir", dir))?;
+        }
+        let final_path = cache.as_deref().unwrap_or(dest);
+        let tmp = tmp_sibling(final_path);
         let mut f: File = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -261,7 +386,9 @@ impl Ctx<'_> {
         f.flush().map_err(io_at("writing", &tmp))?;
         drop(f);
         let m = if self.opts.mode == CheckoutMode::User {
-            h.mode & 0o777 | (h.mode & 0o1000)
+            // The owner can always read a user checkout (bare-user stores
+            // objects with u+r too, so copies and hardlinks agree).
+            (h.mode & 0o777) | (h.mode & 0o1000) | 0o400
         } else {
             sys::lchown(&tmp, h.uid, h.gid)?;
             sys::lset_xattrs(&tmp, &h.xattrs)?;
@@ -269,7 +396,10 @@ impl Ctx<'_> {
         };
         fs::set_permissions(&tmp, fs::Permissions::from_mode(m)).map_err(io_at("fchmod", &tmp))?;
         sys::set_mtime(&tmp, 0)?;
-        fs::rename(&tmp, dest).map_err(io_at("renameat", dest))?;
+        fs::rename(&tmp, final_path).map_err(io_at("renameat", final_path))?;
+        if final_path != dest {
+            fs::hard_link(final_path, dest).map_err(io_at("linkat", dest))?;
+        }
         Ok(())
     }
 }

@@ -69,6 +69,19 @@ pub struct CommitOptions {
     pub skip_list: std::collections::BTreeSet<String>,
     /// Executables lose their write bits (`--mode-ro-executables`).
     pub mode_ro_executables: bool,
+    /// Metadata keys copied from the parent commit (`--keep-metadata`).
+    pub keep_metadata: Vec<String>,
+    /// Files that are hardlinks of this repo's objects (a hardlinked
+    /// checkout) reuse the object, metadata included, instead of being
+    /// re-read (`--link-checkout-speedup`; bare and bare-user repos).
+    pub link_checkout_speedup: bool,
+    /// Like `link_checkout_speedup`, but hardlinked objects are reused
+    /// exactly, ignoring ownership/mode modifiers (`-I`,
+    /// `--devino-canonical`).
+    pub devino_canonical: bool,
+    /// The input trees will be deleted after the commit (`--consume`):
+    /// files may be moved into the repository instead of copied.
+    pub consume: bool,
 }
 
 /// Result of a commit.
@@ -84,6 +97,8 @@ pub struct CommitOutcome {
     pub content_total: u64,
     /// Content objects written.
     pub content_written: u64,
+    /// Files reused through the hardlink (devino) cache.
+    pub content_cache_hits: u64,
     /// Payload bytes written.
     pub content_bytes_written: u64,
 }
@@ -104,11 +119,19 @@ struct PendingFile {
     path: PathBuf,
     header: FileHeader,
     size: u64,
+    // With --consume: the file itself already is the object (bare and
+    // bare-user-only repos, metadata unchanged), so it is hardlinked into
+    // the repo instead of copied.
+    adopt: bool,
 }
 
 struct Modifier<'a> {
     opts: &'a CommitOptions,
     canonical: bool,
+    repo: &'a Repo,
+    // (st_dev, st_ino) -> content object, for --link-checkout-speedup.
+    devino: std::collections::HashMap<(u64, u64), Checksum>,
+    cache_hits: std::cell::Cell<u64>,
 }
 
 impl Modifier<'_> {
@@ -203,6 +226,38 @@ fn scan_dir(
             tree.files.remove(&name);
             let sub = tree.dirs.entry(name).or_default();
             scan_dir(tx, &path, &child_rel, &md, sub, files, modi)?;
+        } else if let Some(c) = modi.devino.get(&(md.dev(), md.ino())).copied() {
+            // A hardlink of one of our objects: its metadata is the object's,
+            // then the modifier applies on top (an explicit --owner-uid wins).
+            modi.cache_hits.set(modi.cache_hits.get() + 1);
+            if modi.opts.devino_canonical {
+                tree.dirs.remove(&name);
+                tree.files.insert(name, FileRef::Done(c));
+                continue;
+            }
+            let obj = modi.repo.open_content(&c)?;
+            let h = obj.header;
+            let (uid, gid, m, xattrs) =
+                modi.apply(&child_rel, h.uid, h.gid, h.mode, h.xattrs.clone());
+            let header = FileHeader {
+                uid,
+                gid,
+                mode: m,
+                symlink_target: h.symlink_target.clone(),
+                xattrs,
+            };
+            tree.dirs.remove(&name);
+            if header == h {
+                tree.files.insert(name, FileRef::Done(c));
+            } else {
+                tree.files.insert(name, FileRef::Pending(files.len()));
+                files.push(PendingFile {
+                    path,
+                    header,
+                    size: obj.size,
+                    adopt: false,
+                });
+            }
         } else if ft.is_file() || ft.is_symlink() {
             let xattrs = if modi.opts.no_xattrs || modi.canonical {
                 Vec::new()
@@ -223,6 +278,17 @@ fn scan_dir(
             };
             tree.dirs.remove(&name);
             tree.files.insert(name, FileRef::Pending(files.len()));
+            let adopt = modi.opts.consume
+                && ft.is_file()
+                && match modi.repo.mode() {
+                    // Ownership is not stored: only the mode must match.
+                    RepoMode::BareUserOnly => m == md.mode(),
+                    RepoMode::Bare => {
+                        (uid, gid, m) == (md.uid(), md.gid(), md.mode())
+                            && xattrs == sys::lget_xattrs(&path)?
+                    }
+                    _ => false,
+                };
             files.push(PendingFile {
                 path,
                 header: FileHeader {
@@ -233,6 +299,7 @@ fn scan_dir(
                     xattrs,
                 },
                 size,
+                adopt,
             });
         } else {
             return Err(Error::Invalid(format!(
@@ -293,6 +360,13 @@ fn process_file(tx: &Transaction<'_>, f: &PendingFile) -> Result<Checksum> {
     }
     let (c, mut file) = hash_file(f)?;
     if !tx.has_object(ObjectType::File, &c) {
+        if f.adopt {
+            // Objects carry mtime 0; the input is being consumed anyway.
+            sys::set_mtime(&f.path, 0)?;
+            if tx.link_object(ObjectType::File, &c, &f.path)? {
+                return Ok(c);
+            }
+        }
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(format!("reading {}", f.path.display()), e))?;
         tx.write_content(&c, &f.header, &mut file, f.size)?;
@@ -358,9 +432,24 @@ pub fn commit(repo: &Repo, sources: &[TreeSource], opts: &CommitOptions) -> Resu
         None if opts.orphan => None,
         None => repo.resolve_rev(opts.branch.as_deref().expect("checked above"), true)?,
     };
+    let mut devino = std::collections::HashMap::new();
+    if (opts.link_checkout_speedup || opts.devino_canonical)
+        && matches!(repo.mode(), RepoMode::Bare | RepoMode::BareUser)
+    {
+        for (c, _) in repo.list_objects(&[ObjectType::File])? {
+            if let Ok(md) = fs::symlink_metadata(repo.object_path(ObjectType::File, &c)) {
+                if md.is_file() {
+                    devino.insert((md.dev(), md.ino()), c);
+                }
+            }
+        }
+    }
     let modi = Modifier {
         opts,
         canonical: opts.canonical_permissions || repo.mode() == RepoMode::BareUserOnly,
+        repo,
+        devino,
+        cache_hits: std::cell::Cell::new(0),
     };
     let tx = repo.begin()?;
     let mut root = MTree::default();
@@ -388,7 +477,26 @@ pub fn commit(repo: &Repo, sources: &[TreeSource], opts: &CommitOptions) -> Resu
         .collect::<Result<_>>()?;
     let (root_tree, root_meta) = write_mtree(&tx, &root, &done)?;
 
+    if opts
+        .metadata
+        .iter()
+        .chain(&opts.detached_metadata)
+        .any(|(k, _)| k.is_empty())
+    {
+        return Err(Error::Invalid("Empty metadata key".into()));
+    }
     let mut metadata = opts.metadata.clone();
+    if let (Some(p), false) = (parent, opts.keep_metadata.is_empty()) {
+        let pc = repo.load_commit(&p)?;
+        for key in &opts.keep_metadata {
+            if metadata.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            if let Some(v) = pc.meta(key) {
+                metadata.push((key.clone(), v.clone()));
+            }
+        }
+    }
     if opts.bootable {
         let kver = find_kernel_version(&root).ok_or_else(|| {
             Error::NotFound(
@@ -456,6 +564,7 @@ pub fn commit(repo: &Repo, sources: &[TreeSource], opts: &CommitOptions) -> Resu
         metadata_written: tx.stats.metadata_written.load(Relaxed),
         content_total: tx.stats.content_total.load(Relaxed),
         content_written: tx.stats.content_written.load(Relaxed),
+        content_cache_hits: modi.cache_hits.get(),
         content_bytes_written: tx.stats.content_bytes_written.load(Relaxed),
     };
     tx.commit()?;
@@ -500,6 +609,7 @@ pub fn checksum_path(path: &Path, ignore_xattrs: bool) -> Result<Checksum> {
             xattrs,
         },
         size: md.len(),
+        adopt: false,
     };
     hash_file(&f).map(|(c, _)| c)
 }

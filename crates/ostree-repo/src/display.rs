@@ -21,9 +21,7 @@ pub fn lookup(repo: &Repo, commit: &Checksum, path: &str) -> Result<Entry> {
     let mut cur = Entry::Dir(c.root_tree, c.root_meta);
     for comp in path.split('/').filter(|s| !s.is_empty()) {
         let Entry::Dir(t, _) = cur else {
-            return Err(Error::NotFound(format!(
-                "No such file or directory: {path}"
-            )));
+            return Err(Error::Invalid(format!("Not a directory: {path}")));
         };
         let tree = repo.load_dirtree(&t)?;
         cur = if let Some((_, tc, mc)) = tree.dirs.iter().find(|(n, ..)| n == comp) {
@@ -37,6 +35,41 @@ pub fn lookup(repo: &Repo, commit: &Checksum, path: &str) -> Result<Entry> {
         };
     }
     Ok(cur)
+}
+
+/// Like [`lookup`], but follows symlinks inside the commit (relative to
+/// the link's directory, or from the root when absolute), as `ostree cat`
+/// does. Gives up after 40 links.
+pub fn lookup_follow(repo: &Repo, commit: &Checksum, path: &str) -> Result<Entry> {
+    let mut path = path.to_string();
+    for _ in 0..40 {
+        let e = lookup(repo, commit, &path)?;
+        let Entry::File(c) = &e else { return Ok(e) };
+        let obj = repo.open_content(c)?;
+        if !mode::is_lnk(obj.header.mode) {
+            return Ok(e);
+        }
+        let target = &obj.header.symlink_target;
+        path = if target.starts_with('/') {
+            target.clone()
+        } else {
+            let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            let mut parts: Vec<&str> = parent.split('/').filter(|s| !s.is_empty()).collect();
+            for comp in target.split('/') {
+                match comp {
+                    "" | "." => {}
+                    ".." => {
+                        parts.pop();
+                    }
+                    c => parts.push(c),
+                }
+            }
+            format!("/{}", parts.join("/"))
+        };
+    }
+    Err(Error::Invalid(format!(
+        "Too many levels of symbolic links: {path}"
+    )))
 }
 
 /// `ls` columns.

@@ -62,6 +62,8 @@ pub struct Repo {
     mode: RepoMode,
     config: KeyFile,
     fsync: bool,
+    // `core.parent`: objects missing here are read from this repository.
+    parent: Option<Box<Repo>>,
 }
 
 fn io_err(ctx: impl std::fmt::Display, p: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -234,11 +236,16 @@ impl Repo {
         }
         let mode = RepoMode::parse(config.get("core", "mode").unwrap_or("bare"))?;
         let fsync = config.get_bool("core", "fsync")?.unwrap_or(true);
+        let parent = match config.get("core", "parent") {
+            Some(p) if !p.is_empty() => Some(Box::new(Repo::open(&path.join(p))?)),
+            _ => None,
+        };
         Ok(Repo {
             path: path.to_path_buf(),
             mode,
             config,
             fsync,
+            parent,
         })
     }
 
@@ -292,11 +299,17 @@ impl Repo {
     /// True if the object is present.
     pub fn has_object(&self, ty: ObjectType, c: &Checksum) -> bool {
         fs::symlink_metadata(self.object_path(ty, c)).is_ok()
+            || self.parent.as_ref().is_some_and(|p| p.has_object(ty, c))
     }
 
     /// Reads a metadata object's bytes (not verified; see [`crate::fsck`]).
     pub fn read_metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
         let p = self.object_path(ty, c);
+        if let Some(parent) = &self.parent {
+            if !p.exists() {
+                return parent.read_metadata(ty, c);
+            }
+        }
         fs::read(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::NotFound(format!(
@@ -335,6 +348,11 @@ impl Repo {
     /// Opens a content object, decoding it according to the repo mode.
     pub fn open_content(&self, c: &Checksum) -> Result<ContentObject> {
         let p = self.object_path(ObjectType::File, c);
+        if let Some(parent) = &self.parent {
+            if fs::symlink_metadata(&p).is_err() {
+                return parent.open_content(c);
+            }
+        }
         let md = fs::symlink_metadata(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::NotFound(format!("No such file object {}", object::to_hex(c)))
@@ -592,7 +610,10 @@ impl Repo {
         let heads = self.path.join("refs/heads");
         self.walk_refs(&heads, "", &mut out)?;
         let remotes = self.path.join("refs/remotes");
-        if let Ok(rd) = fs::read_dir(&remotes) {
+        // A repository without refs/remotes is damaged; say so (upstream #1467).
+        let rd = fs::read_dir(&remotes)
+            .map_err(|e| Error::io("Listing refs: opendir(refs/remotes)", e))?;
+        {
             for e in rd.flatten() {
                 if e.path().is_dir() {
                     let mut m = BTreeMap::new();
@@ -813,6 +834,7 @@ pub struct Transaction<'a> {
     staged: Mutex<Staged>,
     refs: Mutex<Vec<RefUpdate>>,
     counter: AtomicU64,
+    committed: bool,
     /// Object counters.
     pub stats: Stats,
 }
@@ -826,8 +848,10 @@ impl<'a> Transaction<'a> {
         if let Ok(rd) = fs::read_dir(&tmp) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
+                // staging-<bootid>-<pid>: the pid is the last field.
                 if let Some(pid) = n
                     .strip_prefix("staging-")
+                    .and_then(|p| p.rsplit('-').next())
                     .and_then(|p| p.parse::<i32>().ok())
                 {
                     // SAFETY: kill with signal 0 only probes for existence.
@@ -838,7 +862,15 @@ impl<'a> Transaction<'a> {
                 }
             }
         }
-        let staging = tmp.join(format!("staging-{}", std::process::id()));
+        // Named like upstream's (`staging-<boot id>-...`, OSTREE_BOOTID
+        // overrides the boot id as in upstream's tests), plus our pid so
+        // dead writers' leftovers can be told apart from live ones.
+        let bootid = std::env::var("OSTREE_BOOTID").unwrap_or_else(|_| {
+            fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into())
+        });
+        let staging = tmp.join(format!("staging-{bootid}-{}", std::process::id()));
         fs::create_dir_all(&staging).map_err(io_err("creating", &staging))?;
         Ok(Transaction {
             repo,
@@ -847,6 +879,7 @@ impl<'a> Transaction<'a> {
             staged: Mutex::new(Staged::default()),
             refs: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
+            committed: false,
             stats: Stats::default(),
         })
     }
@@ -1070,7 +1103,12 @@ impl<'a> Transaction<'a> {
     }
 
     /// Publishes staged objects and applies queued ref updates.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
+        // Upstream's fault-injection hook, used by its test suite.
+        if std::env::var("OSTREE_REPO_TEST_ERROR").as_deref() == Ok("pre-commit") {
+            return Err(Error::Invalid("OSTREE_REPO_TEST_ERROR_PRE_COMMIT".into()));
+        }
+        self.committed = true;
         let fsync = self.repo.fsync;
         let staged = std::mem::take(
             &mut *self
@@ -1112,7 +1150,11 @@ impl<'a> Transaction<'a> {
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.staging);
+        // An aborted transaction leaves its staging directory (as upstream
+        // does); the next transaction removes it once this process is gone.
+        if self.committed {
+            let _ = fs::remove_dir_all(&self.staging);
+        }
     }
 }
 

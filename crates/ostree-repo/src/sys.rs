@@ -195,3 +195,17 @@ pub fn ofd_lock(path: &Path, exclusive: bool) -> Result<std::fs::File> {
         }
     }
 }
+
+/// Creates an overlayfs whiteout (character device 0:0) with `perm` bits.
+pub fn mknod_whiteout(p: &Path, perm: u32) -> Result<()> {
+    let c = cpath(p)?;
+    // SAFETY: valid C path; makedev(0, 0) is the whiteout device number.
+    let rc = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            libc::S_IFCHR | (perm & 0o7777),
+            libc::makedev(0, 0),
+        )
+    };
+    check(rc, "mknod", p)
+}

@@ -58,84 +58,126 @@ pub struct DeployOptions {
     pub boot_tries: Option<u32>,
 }
 
-/// A kernel found in a deployment's `usr/lib/modules/KVER/`.
+/// A kernel found in a deployment, with the names its files get under
+/// `/boot/ostree/OS-BOOTCSUM/`.
 #[derive(Debug, Clone)]
 pub(crate) struct Kernel {
-    pub kver: String,
+    /// Directory holding the source files.
     pub dir: PathBuf,
-    pub initramfs: Option<&'static str>,
-    pub hmac: bool,
-    pub devicetree: bool,
+    /// `(source name, name under /boot)` of the kernel.
+    pub kernel: (String, String),
+    /// Same for the initramfs, if any.
+    pub initramfs: Option<(String, String)>,
+    /// Same for a devicetree, if any.
+    pub devicetree: Option<(String, String)>,
+    /// Same for the FIPS `.vmlinuz.hmac`, if any.
+    pub hmac: Option<(String, String)>,
+    /// The legacy layout names files by a precomputed bootcsum.
+    pub legacy_bootcsum: Option<String>,
 }
 
 impl Kernel {
-    /// `(source name in the modules dir, name under /boot/ostree/OS-BOOTCSUM)`.
-    fn files(&self) -> Vec<(&'static str, String)> {
-        let k = &self.kver;
-        let mut v = vec![("vmlinuz", format!("vmlinuz-{k}"))];
-        if let Some(i) = self.initramfs {
-            v.push((i, format!("initramfs-{k}.img")));
-        }
-        if self.hmac {
-            v.push((".vmlinuz.hmac", format!(".vmlinuz-{k}.hmac")));
-        }
-        if self.devicetree {
-            v.push(("devicetree", format!("devicetree-{k}")));
-        }
-        v
+    /// Every `(source, destination)` file pair.
+    fn files(&self) -> Vec<&(String, String)> {
+        std::iter::once(&self.kernel)
+            .chain(&self.initramfs)
+            .chain(&self.devicetree)
+            .chain(&self.hmac)
+            .collect()
     }
 }
 
-/// Finds the kernel of a deployment (the first `usr/lib/modules/*` with a
-/// regular `vmlinuz`, by name order).
-pub(crate) fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
-    let mods = deploy_dir.join("usr/lib/modules");
-    let mut names: Vec<String> = match fs::read_dir(&mods) {
+fn is_file(p: &Path) -> bool {
+    fs::symlink_metadata(p)
+        .map(|m| m.is_file())
+        .unwrap_or(false)
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = match fs::read_dir(dir) {
         Ok(rd) => rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(format!("reading {}", mods.display()), e)),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
     };
     names.sort();
-    for kver in names {
+    Ok(names)
+}
+
+/// Finds the kernel of a deployment: the first `usr/lib/modules/*` with a
+/// regular `vmlinuz` (by name order), else the legacy layout in
+/// `usr/lib/ostree-boot` or `boot` (`vmlinuz[-VERSION]-BOOTCSUM`, with
+/// `initramfs-*-BOOTCSUM` and `devicetree-*-BOOTCSUM` beside it).
+pub(crate) fn find_kernel(deploy_dir: &Path) -> Result<Kernel> {
+    let mods = deploy_dir.join("usr/lib/modules");
+    for kver in sorted_names(&mods)? {
         let dir = mods.join(&kver);
-        let is_file = |n: &str| {
-            fs::symlink_metadata(dir.join(n))
-                .map(|m| m.is_file())
-                .unwrap_or(false)
-        };
-        if !is_file("vmlinuz") {
+        if !is_file(&dir.join("vmlinuz")) {
             continue;
         }
-        let initramfs = ["initramfs.img", "initramfs"]
-            .into_iter()
-            .find(|n| is_file(n));
+        let pair = |src: &str, dst: String| is_file(&dir.join(src)).then(|| (src.to_string(), dst));
+        let initramfs = pair("initramfs.img", format!("initramfs-{kver}.img"))
+            .or_else(|| pair("initramfs", format!("initramfs-{kver}.img")));
         return Ok(Kernel {
-            hmac: is_file(".vmlinuz.hmac"),
-            devicetree: is_file("devicetree"),
-            kver,
-            dir,
+            kernel: ("vmlinuz".into(), format!("vmlinuz-{kver}")),
             initramfs,
+            devicetree: pair("devicetree", format!("devicetree-{kver}")),
+            hmac: pair(".vmlinuz.hmac", format!(".vmlinuz-{kver}.hmac")),
+            legacy_bootcsum: None,
+            dir,
+        });
+    }
+    for legacy in ["usr/lib/ostree-boot", "boot"] {
+        let dir = deploy_dir.join(legacy);
+        let names = sorted_names(&dir)?;
+        let Some(kname) = names
+            .iter()
+            .find(|n| n.starts_with("vmlinuz-") && is_file(&dir.join(n)))
+        else {
+            continue;
+        };
+        let csum = kname.rsplit('-').next().unwrap_or("");
+        if csum.len() != 64 || !csum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Invalid(format!(
+                "{}/{kname}: legacy kernel name must end in -BOOTCSUM (64 hex digits)",
+                dir.display()
+            )));
+        }
+        let find = |prefix: &str| {
+            names
+                .iter()
+                .find(|n| n.starts_with(prefix) && n.ends_with(csum) && is_file(&dir.join(n)))
+                .map(|n| (n.clone(), n.clone()))
+        };
+        return Ok(Kernel {
+            kernel: (kname.clone(), kname.clone()),
+            initramfs: find("initramfs-"),
+            devicetree: find("devicetree-"),
+            hmac: None,
+            legacy_bootcsum: Some(csum.to_string()),
+            dir,
         });
     }
     Err(Error::NotFound(format!(
-        "Failed to find kernel in {}/usr/lib/modules (expected usr/lib/modules/VERSION/vmlinuz)",
+        "Failed to find kernel in {}: expected usr/lib/modules/VERSION/vmlinuz, or vmlinuz-*-BOOTCSUM in usr/lib/ostree-boot or boot",
         deploy_dir.display()
     )))
 }
 
-/// sha256 over kernel, initramfs and devicetree bytes, as upstream.
+/// sha256 over kernel, initramfs and devicetree bytes, as upstream; the
+/// legacy layout's name-embedded checksum is taken as is.
 pub(crate) fn bootcsum(k: &Kernel) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut parts = vec!["vmlinuz"];
-    parts.extend(k.initramfs);
-    if k.devicetree {
-        parts.push("devicetree");
+    if let Some(c) = &k.legacy_bootcsum {
+        return Ok(c.clone());
     }
-    for p in parts {
-        let path = k.dir.join(p);
+    let mut h = Sha256::new();
+    let parts = std::iter::once(&k.kernel)
+        .chain(&k.initramfs)
+        .chain(&k.devicetree);
+    for (src, _) in parts {
+        let path = k.dir.join(src);
         let mut f = fs::File::open(&path).map_err(io_at("opening", &path))?;
         io::copy(&mut f, &mut h).map_err(io_at("reading", &path))?;
     }
@@ -444,12 +486,12 @@ impl Sysroot {
             }
             opts.append(&format!("ostree={}", d.bootlink(bv)));
             e.set("options", &opts.to_string());
-            e.set("linux", &format!("{bootdir}/vmlinuz-{}", k.kver));
-            if k.initramfs.is_some() {
-                e.set("initrd", &format!("{bootdir}/initramfs-{}.img", k.kver));
+            e.set("linux", &format!("{bootdir}/{}", k.kernel.1));
+            if let Some((_, i)) = &k.initramfs {
+                e.set("initrd", &format!("{bootdir}/{i}"));
             }
-            if k.devicetree {
-                e.set("devicetree", &format!("{bootdir}/devicetree-{}", k.kver));
+            if let Some((_, dt)) = &k.devicetree {
+                e.set("devicetree", &format!("{bootdir}/{dt}"));
             }
             let stem = format!("ostree-{}-{}", n - d.index, d.osname);
             let name = match (d.index, counter) {
@@ -523,7 +565,7 @@ impl Sysroot {
         fsutil::remove_all(&tmp)?;
         fs::create_dir(&tmp).map_err(io_at("mkdir", &tmp))?;
         for (src, dst) in k.files() {
-            let (s, t) = (k.dir.join(src), tmp.join(&dst));
+            let (s, t) = (k.dir.join(src), tmp.join(dst));
             // Hardlink when /boot is on the same filesystem, else copy.
             if fs::hard_link(&s, &t).is_err() {
                 fsutil::copy_node(&s, &t)?;

@@ -470,3 +470,79 @@ fn undeploying_everything_clears_refs_like_upstream_clean_test() {
     sr.deploy(&v1, &opts()).unwrap();
     assert_eq!(fx.entry_names(), ["ostree-1-testos.conf"]);
 }
+
+#[test]
+fn kargs_edit_in_place_touches_every_deployment_once() {
+    let fx = setup();
+    let v1 = fx.commit("1");
+    let mut sr = fx.load();
+    sr.deploy(
+        &v1,
+        &DeployOptions {
+            karg_replace: vec!["quiet".into()],
+            ..opts()
+        },
+    )
+    .unwrap();
+    sr.deploy(
+        &v1,
+        &DeployOptions {
+            karg_append: vec!["x=1".into()],
+            ..opts()
+        },
+    )
+    .unwrap();
+    let bv = sr.bootversion();
+    sr.edit_kargs_in_place(|k| {
+        k.append_if_missing("quiet");
+        k.append_if_missing("rw");
+        k.delete_if_present("x=1")
+    })
+    .unwrap();
+    assert_ne!(sr.bootversion(), bv);
+    let all: Vec<String> = sr
+        .deployments()
+        .iter()
+        .map(|d| d.kargs.to_string())
+        .collect();
+    assert_eq!(all, ["quiet rw", "quiet rw"]);
+    let e = sr.edit_kargs_in_place(|k| k.delete("absent")).unwrap_err();
+    assert!(e.to_string().contains("absent"));
+    assert_eq!(sr.bootversion(), 1 - bv, "a failed edit changes nothing");
+}
+
+#[test]
+fn legacy_boot_layout_and_no_initramfs() {
+    let fx = setup();
+    fs::remove_dir_all(fx.tree.join("usr/lib/modules")).unwrap();
+    let legacy = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let lb = fx.tree.join("usr/lib/ostree-boot");
+    fs::create_dir_all(&lb).unwrap();
+    fs::write(lb.join(format!("vmlinuz-3.6.0-{legacy}")), "k\n").unwrap();
+    let v1 = fx.commit("1");
+    let mut sr = fx.load();
+    let d = sr.deploy(&v1, &opts()).unwrap();
+    // The name-embedded checksum is used as is.
+    assert_eq!(d.bootcsum, legacy);
+    let e = fx.read("boot/loader/entries/ostree-1-testos.conf");
+    assert!(
+        e.contains(&format!(
+            "linux /ostree/testos-{legacy}/vmlinuz-3.6.0-{legacy}\n"
+        )),
+        "{e}"
+    );
+    // No initramfs: no initrd line, and prepare-root runs as init.
+    assert!(!e.contains("initrd"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "init=/ostree/boot.1/testos/{legacy}/0/usr/lib/ostree/ostree-prepare-root ostree="
+        )),
+        "{e}"
+    );
+    // A malformed legacy name is reported with the file.
+    fs::remove_file(lb.join(format!("vmlinuz-3.6.0-{legacy}"))).unwrap();
+    fs::write(lb.join("vmlinuz-3.6.0"), "k\n").unwrap();
+    let v2 = fx.commit("2");
+    let err = sr.deploy(&v2, &opts()).unwrap_err().to_string();
+    assert!(err.contains("vmlinuz-3.6.0: legacy kernel name"), "{err}");
+}

@@ -51,7 +51,7 @@ enum Cmd {
         /// Refspec (`remote:ref`, `ref`) or commit checksum in ostree/repo.
         refspec: String,
         /// Stateroot.
-        #[arg(long)]
+        #[arg(long, overrides_with = "os")]
         os: Option<String>,
         /// Set KEY=VALUE, replacing existing values of KEY.
         #[arg(long = "karg")]
@@ -108,7 +108,7 @@ enum Cmd {
     /// Fetch the origin's ref (file:// remotes) and deploy it if changed.
     Upgrade {
         /// Stateroot.
-        #[arg(long)]
+        #[arg(long, overrides_with = "os")]
         os: Option<String>,
         /// Deploy this commit instead of the ref's head.
         #[arg(long)]
@@ -131,7 +131,7 @@ enum Cmd {
         /// New refspec.
         refspec: String,
         /// Stateroot.
-        #[arg(long)]
+        #[arg(long, overrides_with = "os")]
         os: Option<String>,
         /// Do not fetch; deploy what the repository has.
         #[arg(long)]
@@ -198,13 +198,17 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Text layout: `rpm-ostree` or `ostree` (`ostree admin status`);
+        /// default: `ostree` when invoked as ostree, else `rpm-ostree`.
+        #[arg(long, value_parser = ["rpm-ostree", "ostree"])]
+        format: Option<String>,
     },
     /// Report a successful boot (boot counting / automatic rollback).
     BootComplete,
     /// Show local changes of /etc against its defaults (M/A/D).
     ConfigDiff {
         /// Stateroot.
-        #[arg(long)]
+        #[arg(long, overrides_with = "os")]
         os: Option<String>,
     },
 }
@@ -490,8 +494,9 @@ fn run(cli: Cli, ostree_style: bool) -> anyhow::Result<()> {
                 d.csum, d.deployserial
             );
         }
-        Cmd::Status { json } => {
+        Cmd::Status { json, format } => {
             let st = sr.status()?;
+            let ostree_style = format.map_or(ostree_style, |f| f == "ostree");
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else if ostree_style {

@@ -136,7 +136,8 @@ struct RunArgs {
     /// Platform `file`: the config (default: $IGNITION_CONFIG_FILE, else config.ign).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// Stages to run, in order (fetch-offline, fetch, files); default fetch then files.
+    /// Stages to run, in order (fetch-offline, fetch, kargs, mount, files, umount);
+    /// default fetch then files.
     #[arg(long)]
     stage: Vec<String>,
     /// Rendered-config cache shared between stages.
@@ -165,8 +166,12 @@ struct RunArgs {
 }
 
 fn run_main(args: &[OsString]) -> ExitCode {
-    use clap::Parser;
-    let a = match RunArgs::try_parse_from(args) {
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = RunArgs::command()
+        .bin_name("ferrocore ignition run")
+        .try_get_matches_from(args)
+        .and_then(|m| RunArgs::from_arg_matches(&m));
+    let a = match parsed {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod build;
 pub mod butane;
 pub mod fleetlock;
 pub mod ignition;

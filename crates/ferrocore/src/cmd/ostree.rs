@@ -338,8 +338,8 @@ fn commit(args: &[String]) -> R {
             ("bind-ref", None, Kind::Value),
             ("table-output", None, Kind::Flag),
             ("skip-if-unchanged", None, Kind::Flag),
-            // Performance hints with no effect on the result.
             ("link-checkout-speedup", None, Kind::Flag),
+            ("devino-canonical", Some('I'), Kind::Flag),
             ("fsync", None, Kind::Value),
             ("base", None, Kind::Value),
             ("consume", None, Kind::Flag),
@@ -348,6 +348,7 @@ fn commit(args: &[String]) -> R {
             ("mode-ro-executables", None, Kind::Flag),
             ("sign", None, Kind::Value),
             ("sign-type", None, Kind::Value),
+            ("keep-metadata", None, Kind::Value),
         ],
     )?;
     let repo = open_repo(&p)?;
@@ -432,6 +433,10 @@ fn commit(args: &[String]) -> R {
         mode_overrides,
         skip_list,
         mode_ro_executables: p.flag("mode-ro-executables"),
+        keep_metadata: p.values("keep-metadata").to_vec(),
+        link_checkout_speedup: p.flag("link-checkout-speedup"),
+        devino_canonical: p.flag("devino-canonical"),
+        consume: p.flag("consume"),
     };
     let mut sources = Vec::new();
     if let Some(b) = p.value("base") {
@@ -495,6 +500,7 @@ fn commit(args: &[String]) -> R {
         println!("Metadata Written: {}", out.metadata_written);
         println!("Content Total: {}", out.content_total);
         println!("Content Written: {}", out.content_written);
+        println!("Content Cache Hits: {}", out.content_cache_hits);
         println!("Content Bytes Written: {}", out.content_bytes_written);
     } else {
         println!("{}", object::to_hex(&out.checksum));
@@ -509,12 +515,25 @@ fn checkout(args: &[String]) -> R {
             ("user-mode", Some('U'), Kind::Flag),
             ("union", None, Kind::Flag),
             ("union-add", None, Kind::Flag),
+            ("union-identical", None, Kind::Flag),
+            // Empty files are always copied now; upstream keeps -z as a no-op.
+            ("force-copy-zerosized", Some('z'), Kind::Flag),
+            ("bareuseronly-dirs", Some('M'), Kind::Flag),
+            ("allow-noent", None, Kind::Flag),
+            ("disable-cache", None, Kind::Flag),
+            ("process-passthrough-whiteouts", None, Kind::Flag),
             ("subpath", None, Kind::Value),
             ("require-hardlinks", Some('H'), Kind::Flag),
             ("force-copy", Some('C'), Kind::Flag),
             ("fsync", None, Kind::Value),
+            ("skip-list", None, Kind::Value),
         ],
     )?;
+    let mut skip_list = std::collections::BTreeSet::new();
+    if let Some(f) = p.value("skip-list") {
+        let text = std::fs::read_to_string(f).map_err(|e| Fail(format!("{f}: {e}")))?;
+        skip_list.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+    }
     let repo = open_repo(&p)?;
     let Some(rev) = p.args.first() else {
         return fail("COMMIT must be specified");
@@ -534,13 +553,24 @@ fn checkout(args: &[String]) -> R {
             Overwrite::UnionFiles
         } else if p.flag("union-add") {
             Overwrite::AddFiles
+        } else if p.flag("union-identical") {
+            Overwrite::UnionIdentical
         } else {
             Overwrite::None
         },
         subpath: p.value("subpath").map(str::to_string),
         require_hardlinks: p.flag("require-hardlinks"),
         force_copy: p.flag("force-copy"),
+        skip_list,
+        bareuseronly_dirs: p.flag("bareuseronly-dirs"),
+        disable_cache: p.flag("disable-cache"),
+        passthrough_whiteouts: p.flag("process-passthrough-whiteouts"),
     };
+    if let (Some(sub), true) = (&opts.subpath, p.flag("allow-noent")) {
+        if let Err(ostree_repo::Error::NotFound(_)) = display::lookup(&repo, &c, sub) {
+            return Ok(());
+        }
+    }
     ostree_repo::checkout::checkout(&repo, &c, Path::new(&dest), &opts)?;
     Ok(())
 }
@@ -708,13 +738,13 @@ fn cat(args: &[String]) -> R {
     let c = resolve(&repo, rev)?;
     let mut stdout = std::io::stdout().lock();
     for path in &p.args[1..] {
-        match display::lookup(&repo, &c, path)? {
+        match display::lookup_follow(&repo, &c, path)? {
             display::Entry::File(fc) => {
                 let mut obj = repo.open_content(&fc)?;
                 std::io::copy(&mut obj.payload, &mut stdout)
                     .map_err(|e| Fail(format!("writing output: {e}")))?;
             }
-            display::Entry::Dir(..) => return fail(format!("{path}: Is a directory")),
+            display::Entry::Dir(..) => return fail(format!("Can't open directory: {path}")),
         }
     }
     Ok(())
@@ -727,6 +757,7 @@ fn show(args: &[String]) -> R {
             ("print-metadata-key", None, Kind::Value),
             ("print-detached-metadata-key", None, Kind::Value),
             ("raw", None, Kind::Flag),
+            ("no-byteswap", Some('B'), Kind::Flag),
         ],
     )?;
     let repo = open_repo(&p)?;
@@ -735,12 +766,20 @@ fn show(args: &[String]) -> R {
     };
     let c = resolve(&repo, rev)?;
     let mut out = String::new();
+    // Upstream byteswaps values for display on little-endian hosts unless -B.
+    let swap = |v: Value| {
+        if p.flag("no-byteswap") {
+            v
+        } else {
+            display::byteswap(v)
+        }
+    };
     if let Some(key) = p.value("print-metadata-key") {
         let cm = repo.load_commit(&c)?;
         let v = cm
             .meta(key)
             .ok_or_else(|| Fail(format!("No such metadata key '{key}'")))?;
-        out.push_str(&gvariant::print(v, true));
+        out.push_str(&gvariant::print(&swap(v.clone()), true));
         out.push('\n');
     } else if let Some(key) = p.value("print-detached-metadata-key") {
         let d = repo.read_commit_detached_metadata(&c)?.ok_or_else(|| {
@@ -756,7 +795,7 @@ fn show(args: &[String]) -> R {
             .iter()
             .find(|(k, _)| k == key)
             .ok_or_else(|| Fail(format!("No such detached metadata key '{key}'")))?;
-        out.push_str(&gvariant::print(&v.1, true));
+        out.push_str(&gvariant::print(&swap(v.1.clone()), true));
         out.push('\n');
     } else if p.flag("raw") {
         let data = repo.read_metadata(ObjectType::Commit, &c)?;

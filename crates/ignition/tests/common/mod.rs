@@ -97,6 +97,18 @@ pub struct Node {
 /// preset lines sorted (2.14.0 writes them in Go map order).
 pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
     let mut out = BTreeMap::new();
+    let md = std::fs::symlink_metadata(root).unwrap();
+    out.insert(
+        "/".to_string(),
+        Node {
+            kind: 'd',
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            content: None,
+            target: None,
+        },
+    );
     walk(root, root, &mut out);
     out
 }

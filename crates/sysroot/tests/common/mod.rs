@@ -91,7 +91,8 @@ impl Fx {
             branch: Some(REF.into()),
             subject: format!("Build {version}"),
             metadata: vec![("version".into(), Value::Str(version.into()))],
-            bootable: true,
+            // `--bootable` wants the modules layout; legacy trees go without.
+            bootable: self.tree.join("usr/lib/modules").is_dir(),
             ..Default::default()
         };
         to_hex(&commit::commit_dirs(&repo, std::slice::from_ref(&self.tree), &opts).unwrap())

@@ -1,0 +1,166 @@
+//! Versions and the `meta.json` build record.
+
+use crate::fsutil::write_atomic;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// One output file of a build, as recorded in `meta.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// File name, relative to the directory holding `meta.json`.
+    pub path: String,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl Artifact {
+    /// Hashes the file `dir/name`.
+    pub fn of(dir: &Path, name: &str) -> Result<Artifact> {
+        let path = dir.join(name);
+        let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(Artifact {
+            path: name.into(),
+            sha256: hex::encode(h.finalize()),
+            size,
+        })
+    }
+}
+
+/// The build record written next to the artifacts (coreos-assembler's
+/// `meta.json`, reduced to what ferrocore uses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BuildMeta {
+    /// OS name.
+    pub name: String,
+    /// Update stream.
+    pub stream: String,
+    /// Version, `PREFIX.YYYYMMDD.N`.
+    pub version: String,
+    /// Commit checksum.
+    pub ostree_commit: String,
+    /// Ref the commit was written to.
+    pub ostree_ref: String,
+    /// Commit timestamp (the lock's `source-date-epoch`).
+    pub ostree_timestamp: u64,
+    /// Kernel version in the commit.
+    pub kernel_version: String,
+    /// Default kernel arguments.
+    pub kernel_arguments: Vec<String>,
+    /// Number of Debian packages installed.
+    pub packages: usize,
+    /// Output files by role (`kernel`, `initramfs`, `lockfile`).
+    pub artifacts: BTreeMap<String, Artifact>,
+}
+
+impl BuildMeta {
+    /// Writes `dir/meta.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(self).expect("meta serializes");
+        json.push(b'\n');
+        write_atomic(&dir.join("meta.json"), &json, 0o644)
+    }
+}
+
+/// `(year, month, day)` of a Unix timestamp (UTC), by Howard Hinnant's
+/// days-to-civil algorithm.
+fn civil(secs: u64) -> (i64, u32, u32) {
+    let z = (secs / 86400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The version of a build: `PREFIX.YYYYMMDD.N` (Fedora CoreOS style), the
+/// date from `epoch`, and `N` one more than the parent's when the parent has
+/// the same `PREFIX.YYYYMMDD`, else 0. The date comes from the lock, not
+/// the clock, so that rebuilding the same inputs gives the same version.
+pub fn version_for(prefix: &str, epoch: u64, parent_version: Option<&str>) -> String {
+    let (y, m, d) = civil(epoch);
+    let stem = format!("{prefix}.{y:04}{m:02}{d:02}");
+    let n = parent_version
+        .and_then(|v| {
+            v.strip_prefix(&stem)?
+                .strip_prefix('.')?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |n| n + 1);
+    format!("{stem}.{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        // 2026-11-26T00:00:00Z
+        let t = 1_795_651_200;
+        assert_eq!(version_for("41", t, None), "41.20261126.0");
+        assert_eq!(
+            version_for("41", t + 86399, Some("41.20261126.0")),
+            "41.20261126.1"
+        );
+        assert_eq!(
+            version_for("41", t, Some("41.20261126.9")),
+            "41.20261126.10"
+        );
+        assert_eq!(version_for("41", t, Some("41.20261125.3")), "41.20261126.0");
+        assert_eq!(version_for("42", t, Some("41.20261126.3")), "42.20261126.0");
+        assert_eq!(version_for("41", 0, None), "41.19700101.0");
+        assert_eq!(version_for("41", 951_782_400, None), "41.20000229.0");
+    }
+
+    #[test]
+    fn artifact_and_meta() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("k"), b"abc").unwrap();
+        let a = Artifact::of(d.path(), "k").unwrap();
+        assert_eq!(
+            a.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(a.size, 3);
+        let m = BuildMeta {
+            name: "f".into(),
+            stream: "s".into(),
+            version: "1.19700101.0".into(),
+            ostree_commit: "c".into(),
+            ostree_ref: "r".into(),
+            ostree_timestamp: 0,
+            kernel_version: "6".into(),
+            kernel_arguments: vec![],
+            packages: 1,
+            artifacts: [("kernel".to_string(), a)].into(),
+        };
+        m.write(d.path()).unwrap();
+        let back: BuildMeta =
+            serde_json::from_slice(&std::fs::read(d.path().join("meta.json")).unwrap()).unwrap();
+        assert_eq!(back, m);
+        assert!(Artifact::of(d.path(), "missing").is_err());
+    }
+}
