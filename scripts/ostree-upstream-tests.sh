@@ -53,7 +53,7 @@ for t in "${tests[@]}"; do
     else
         res=FAIL
     fi
-    secs=$(echo "$(date +%s.%N) - $start" | bc)
+    secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
     ok=$(grep -c '^ok ' "$log" || true)
     plan=$(grep -m1 -o '^1\.\.[0-9]*' "$log" || echo "1..?")
     printf '%-32s %s  %s ok of %s  %.1fs\n' "$t" "$res" "$ok" "${plan#1..}" "$secs"

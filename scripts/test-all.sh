@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # upstream test suite, Ignition 2.14), etcd for the FleetLock etcd store, shadow-utils
 # and systemctl that the Ignition engine drives, python3-gi for the Ignition peer
 # recipe's D-Bus stand-in, openssl for test certificates, tzdata for update windows.
-apt_pkgs=(ostree ostree-tests gnome-desktop-testing ignition etcd-server etcd-client
+apt_pkgs=(ostree ostree-tests gnome-desktop-testing attr gnupg ignition etcd-server etcd-client
           passwd systemd python3-gi e2fsprogs mount util-linux openssl tzdata)
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -672,6 +672,14 @@ packages = ["systemd"]
             Box::new(|| file(root, "etc/hostname", "buildhost\n", 0o644)),
             Box::new(|| file(root, "etc/resolv.conf", "nameserver 10.0.0.1\n", 0o644)),
             Box::new(|| file(root, "etc/machine-id", "", 0o444)),
+            Box::new(|| {
+                file(
+                    root,
+                    "etc/apt/apt.conf.d/99mmdebstrap",
+                    "Acquire::x;\n",
+                    0o644,
+                )
+            }),
             Box::new(|| file(root, "boot/vmlinuz-6.1.0-test", kernel_byte, 0o644)),
             Box::new(|| file(root, "boot/initrd.img-6.1.0-test", "initrd", 0o644)),
             Box::new(|| file(root, "boot/config-6.1.0-test", "CONFIG_X=y\n", 0o644)),
@@ -759,6 +767,7 @@ packages = ["systemd"]
             "usr/etc/hostname",
             "usr/etc/resolv.conf",
             "usr/etc/machine-id",
+            "usr/etc/apt/apt.conf.d/99mmdebstrap",
         ] {
             assert!(!r(gone).exists(), "{gone}");
         }

@@ -41,6 +41,9 @@ const VAR_LINKS: &[(&str, &str, &str, u32)] = &[
 const REMOVE: &[&str] = &[
     "etc/machine-id",
     "etc/hostname",
+    // mmdebstrap's --aptopt settings for the build (the offline proxy among
+    // them): build configuration, not OS configuration.
+    "etc/apt/apt.conf.d/99mmdebstrap",
     "vmlinuz",
     "vmlinuz.old",
     "initrd.img",
@@ -341,7 +344,8 @@ fn enable_unit(root: &Path, unit: &str) -> Result<()> {
     ]
     .iter()
     .map(|d| (format!("/{d}/{unit}"), root.join(d).join(unit)))
-    .find(|(_, p)| p.is_file())
+    // Not `is_file`: an absolute symlink would resolve on the build host.
+    .find(|(_, p)| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
     .ok_or_else(|| Error::Compose(format!("enable: unit {unit} not found in the tree")))?;
     let text = fs::read_to_string(&found.1).map_err(|e| Error::io(&found.1, e))?;
     let mut section = "";

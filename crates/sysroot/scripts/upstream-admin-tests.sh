@@ -17,7 +17,7 @@ if [ ${#tests[@]} -eq 0 ]; then
          test-admin-deploy-none.sh test-admin-deploy-nomerge.sh
          test-admin-deploy-switch.sh test-admin-kargs.sh
          test-admin-pull-deploy-commit.sh test-admin-upgrade-unconfigured.sh
-         test-no-initramfs.sh)
+         test-no-initramfs.sh test-admin-instutil-set-kargs.sh)
 fi
 src=/usr/libexec/installed-tests/libostree
 bin=$(mktemp -d /tmp/sysroot-peerbin.XXXXXX)

@@ -137,6 +137,11 @@ enum Cmd {
         #[arg(long)]
         deploy_only: bool,
     },
+    /// Installer helpers (upstream `ostree admin instutil`).
+    Instutil {
+        #[command(subcommand)]
+        cmd: InstutilCmd,
+    },
     /// Add a remote and make a deployment's origin follow it.
     SetOrigin {
         /// Deployment index.
@@ -210,6 +215,27 @@ enum Cmd {
         /// Stateroot.
         #[arg(long, overrides_with = "os")]
         os: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum InstutilCmd {
+    /// Set the kernel arguments of the booted (else first) deployment.
+    SetKargs {
+        /// Start from the deployment's current arguments.
+        #[arg(long)]
+        merge: bool,
+        /// Start from /proc/cmdline.
+        #[arg(long)]
+        import_proc_cmdline: bool,
+        /// Set KEY=VALUE, replacing existing values of KEY.
+        #[arg(long)]
+        replace: Vec<String>,
+        /// Append an argument.
+        #[arg(long)]
+        append: Vec<String>,
+        /// Arguments appended in order (upstream appends every positional).
+        args: Vec<String>,
     },
 }
 
@@ -396,6 +422,36 @@ fn run(cli: Cli, ostree_style: bool) -> anyhow::Result<()> {
             };
             let d = sr.switch(&refspec, &opts)?;
             println!("Deployed {}.{} ({})", d.csum, d.deployserial, d.osname);
+        }
+        Cmd::Instutil {
+            cmd:
+                InstutilCmd::SetKargs {
+                    merge,
+                    import_proc_cmdline,
+                    replace,
+                    append,
+                    args,
+                },
+        } => {
+            let d = sr
+                .booted_deployment()
+                .or(sr.deployments().first())
+                .context("No deployments")?;
+            let index = d.index;
+            let mut k = if import_proc_cmdline {
+                proc_cmdline_kargs()?
+            } else if merge {
+                d.kargs.clone()
+            } else {
+                KernelArgs::default()
+            };
+            for a in &replace {
+                k.replace(a);
+            }
+            for a in append.iter().chain(&args) {
+                k.append(a);
+            }
+            sr.set_kargs(index, k)?;
         }
         Cmd::SetOrigin {
             index,

@@ -174,6 +174,20 @@ fn open_repo(p: &Parsed) -> R<Repo> {
 
 /// Entry point; `args[0]` is the program name.
 pub fn main(args: &[OsString]) -> ExitCode {
+    // `ostree admin ...` is the sysroot's verb; hand it everything after `admin`
+    // with an `ostree` program name, so it prints upstream's `admin status` layout.
+    if let Some(pos) = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+    {
+        if args[pos + 1] == "admin" {
+            let admin_args: Vec<OsString> = std::iter::once(OsString::from("ostree"))
+                .chain(args[pos + 2..].iter().cloned())
+                .collect();
+            return super::admin::main(&admin_args);
+        }
+    }
     let args: Vec<String> = args
         .iter()
         .skip(1)
