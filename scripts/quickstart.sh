@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p ferrocore
-bin=target/release/ferrocore
+bin=${CARGO_TARGET_DIR:-target}/release/ferrocore
 "$bin" butane --pretty --strict --files-dir examples --output examples/node.ign examples/node.bu
 "$bin" ignition validate examples/node.ign
 echo "examples/node.ign: translated and valid"
