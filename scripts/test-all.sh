@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: the real peers we compare against (ostree and its
 # upstream test suite, Ignition 2.14), etcd for the FleetLock etcd store, shadow-utils
 # and systemctl that the Ignition engine drives, python3-gi for the Ignition peer
-# recipe's D-Bus stand-in, openssl for test certificates, tzdata for update windows.
+# recipe's D-Bus stand-in, openssl for test certificates, tzdata for update windows,
+# mmdebstrap for composing the OS from Debian packages.
 apt_pkgs=(ostree ostree-tests gnome-desktop-testing attr gnupg ignition etcd-server etcd-client
-          passwd systemd python3-gi e2fsprogs mount util-linux openssl tzdata)
+          passwd systemd python3-gi e2fsprogs mount util-linux openssl tzdata mmdebstrap binutils)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

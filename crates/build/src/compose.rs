@@ -873,6 +873,28 @@ packages = ["systemd"]
         assert!(e.contains("b.service") && e.contains("[Install]"), "{e}");
     }
 
+    #[test]
+    fn stale_lock_and_missing_binary_stop_before_composing() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("os");
+        config(&cfg);
+        let opts = BuildOptions::new(cfg.clone(), d.path().join("repo"), d.path().join("cache"));
+        let edited = MANIFEST.replace("[\"systemd\"]", "[\"systemd\", \"podman\"]");
+        fs::write(cfg.join("manifest.toml"), edited).unwrap();
+        let e = build(&opts).unwrap_err().to_string();
+        assert!(
+            e.contains("lock.toml") && e.contains("ferrocore build lock"),
+            "{e}"
+        );
+
+        config(&cfg);
+        let wants_binary = format!("install-ferrocore = true\n{MANIFEST}");
+        fs::write(cfg.join("manifest.toml"), wants_binary).unwrap();
+        let e = build(&opts).unwrap_err().to_string();
+        assert!(e.contains("install-ferrocore"), "{e}");
+        assert!(!d.path().join("repo").exists() && !d.path().join("cache/rootfs").exists());
+    }
+
     fn ostree(args: &[&str]) -> String {
         let out = Command::new("/usr/bin/ostree").args(args).output().unwrap();
         assert!(

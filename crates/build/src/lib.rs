@@ -35,13 +35,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O failure on a path.
-    #[error("{path}: {source}")]
+    // The OS error is in the message rather than `source()`, so that
+    // `anyhow`'s `{:#}` chain does not print it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Bad manifest or lockfile content.
     #[error("{file}: {message}")]
@@ -63,10 +64,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 }
