@@ -169,24 +169,11 @@ pub fn ls_children(
 
 /// `YYYY-MM-DD HH:MM:SS +0000` (upstream's commit date format).
 pub fn format_date(ts: u64) -> String {
-    let days = (ts / 86400) as i64;
-    let secs = ts % 86400;
-    // Inverse of days_from_civil (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    i64::try_from(ts)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S +0000").to_string())
+        .unwrap_or_else(|| format!("@{ts}"))
 }
 
 fn indented(text: &str, out: &mut String) {
