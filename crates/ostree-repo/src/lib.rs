@@ -7,7 +7,7 @@
 //! * [`object`] — typed objects (commit, dirtree, dirmeta, content header)
 //!   and their checksums;
 //! * [`Repo`] — the loose-object store, refs, config, transactions;
-//! * [`commit`], [`checkout`], [`fsck`], [`pull`], [`summary`] — the
+//! * [`commit`], [`checkout`], [`fsck`], [`pull`], [`pull_http`], [`summary`] — the
 //!   operations behind the CLI.
 //!
 //! ```no_run
@@ -27,6 +27,7 @@ pub mod keyfile;
 pub mod object;
 pub mod prune;
 pub mod pull;
+pub mod pull_http;
 mod repo;
 pub mod sign;
 pub mod summary;

@@ -34,7 +34,7 @@ pub struct PullStats {
     pub content_bytes: u64,
 }
 
-fn partial_path(repo: &Repo, c: &Checksum) -> std::path::PathBuf {
+pub(crate) fn partial_path(repo: &Repo, c: &Checksum) -> std::path::PathBuf {
     repo.path()
         .join("state")
         .join(format!("{}.commitpartial", object::to_hex(c)))

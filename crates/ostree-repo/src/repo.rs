@@ -897,7 +897,16 @@ impl<'a> Transaction<'a> {
 
     /// True if the object exists in the repo or was staged by this transaction.
     pub fn has_object(&self, ty: ObjectType, c: &Checksum) -> bool {
-        self.repo.has_object(ty, c) || fs::symlink_metadata(self.staged_path(ty, c)).is_ok()
+        // Asks the staged list, not the staging directory: that directory is
+        // per process, so it may hold leftovers of an earlier transaction
+        // of this process that failed, which this one will not publish.
+        self.repo.has_object(ty, c)
+            || self
+                .staged
+                .lock()
+                .expect("no panics while holding the lock")
+                .seen
+                .contains(&(ty, *c))
     }
 
     fn tmp_name(&self) -> PathBuf {
@@ -1068,10 +1077,18 @@ impl<'a> Transaction<'a> {
     /// impossible, so the caller copies instead.
     pub fn link_object(&self, ty: ObjectType, c: &Checksum, src: &Path) -> Result<bool> {
         let staged = self.staged_path(ty, c);
-        match fs::hard_link(src, &staged) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(true),
-            Err(_) => return Ok(false),
+        let mut linked = fs::hard_link(src, &staged);
+        if linked
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
+        {
+            // Staged by a parallel writer of this transaction or left over by
+            // a failed one of this process: replace it rather than trust it.
+            let _ = fs::remove_file(&staged);
+            linked = fs::hard_link(src, &staged);
+        }
+        if linked.is_err() {
+            return Ok(false);
         }
         self.staged
             .lock()

@@ -1237,8 +1237,8 @@ fn remote(args: &[String]) -> R {
     Ok(())
 }
 
-/// `pull` from a `file://` remote: the same traversal as `pull-local`,
-/// writing `refs/remotes/REMOTE/`. HTTP remotes are not supported yet.
+/// `pull` from a remote: `http(s)://` archive repos over HTTP, `file://`
+/// with the same traversal as `pull-local`; writes `refs/remotes/REMOTE/`.
 fn pull(args: &[String]) -> R {
     let p = parse(
         args,
@@ -1247,6 +1247,8 @@ fn pull(args: &[String]) -> R {
             ("commit-metadata-only", None, Kind::Flag),
             ("mirror", None, Kind::Flag),
             ("disable-fsync", None, Kind::Flag),
+            // Every object is already fsynced before it is published.
+            ("per-object-fsync", None, Kind::Flag),
         ],
     )?;
     let repo = open_repo(&p)?;
@@ -1262,16 +1264,36 @@ fn pull(args: &[String]) -> R {
     let Some(url) = repo.config().get(&g, "url") else {
         return fail(format!("Remote \"{remote_name}\" not found"));
     };
-    let Some(path) = url.strip_prefix("file://") else {
-        return fail(format!(
-            "Unsupported remote URL scheme: {url} (only file:// is implemented)"
-        ));
-    };
     if refs.is_empty() {
         if let Some(b) = repo.config().get(&g, "branches") {
             refs.extend(b.split(';').filter(|s| !s.is_empty()).map(str::to_string));
         }
     }
+    let depth = match p.value("depth") {
+        Some(d) => d
+            .parse()
+            .map_err(|_| Fail(format!("Cannot parse integer value “{d}” for --depth")))?,
+        None => 0,
+    };
+    let remote = (!p.flag("mirror")).then(|| remote_name.clone());
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let opts = ostree_repo::pull_http::HttpPullOptions {
+            depth,
+            commit_metadata_only: p.flag("commit-metadata-only"),
+            remote,
+        };
+        let start = std::time::Instant::now();
+        let stats = ostree_repo::pull_http::pull_http(&repo, url, &refs, &opts)?;
+        if let Some(line) = stats.status_line(start.elapsed().as_secs()) {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let Some(path) = url.strip_prefix("file://") else {
+        return fail(format!(
+            "Unsupported remote URL scheme: {url} (file://, http:// and https:// are implemented)"
+        ));
+    };
     let src = Repo::open(Path::new(path))?;
     if refs.is_empty() {
         refs.extend(
@@ -1280,17 +1302,11 @@ fn pull(args: &[String]) -> R {
                 .filter(|k| !k.contains(':')),
         );
     }
-    let depth = match p.value("depth") {
-        Some(d) => d
-            .parse()
-            .map_err(|_| Fail(format!("Cannot parse integer value “{d}” for --depth")))?,
-        None => 0,
-    };
     let opts = ostree_repo::pull::PullLocalOptions {
         depth,
         untrusted: true,
         commit_metadata_only: p.flag("commit-metadata-only"),
-        remote: (!p.flag("mirror")).then_some(remote_name),
+        remote,
         bareuseronly_files: false,
     };
     ostree_repo::pull::pull_local(&src, &repo, &refs, &opts)?;

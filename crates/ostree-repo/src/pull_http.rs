@@ -1,0 +1,489 @@
+//! `pull` from an archive-mode repository served as static files over
+//! HTTP(S), following upstream's `ostree-repo-pull.c` protocol: `config`,
+//! `summary` (or `refs/heads/REF`), then `objects/XX/YYY.{commit,commitmeta,
+//! dirtree,dirmeta,filez}` for everything not already present locally.
+//!
+//! Every fetched object is verified against its name before it is staged in
+//! the [`Transaction`](crate::Transaction), so a lying or corrupted server
+//! can never publish an object or move a ref.
+
+use crate::keyfile::KeyFile;
+use crate::object::{self, Checksum, Commit, DirTree, FileHeader, ObjectType};
+use crate::pull::{partial_path, PullStats};
+use crate::{fsck, summary, Error, Repo, RepoMode, Result, Transaction};
+use flate2::read::DeflateDecoder;
+use rayon::prelude::*;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Upstream's `OSTREE_MAX_METADATA_SIZE`: a bigger metadata object is refused.
+const MAX_METADATA_SIZE: u64 = 128 << 20;
+
+/// Parallel requests; upstream also bounds outstanding content fetches.
+const FETCH_THREADS: usize = 8;
+
+/// Options of an HTTP `ostree pull`.
+#[derive(Debug, Clone, Default)]
+pub struct HttpPullOptions {
+    /// Parent commits to follow: 0 = none, -1 = all (`--depth`).
+    pub depth: i64,
+    /// Fetch only commit objects (`--commit-metadata-only`).
+    pub commit_metadata_only: bool,
+    /// Write refs under `refs/remotes/REMOTE/` (`None`: `--mirror`).
+    pub remote: Option<String>,
+}
+
+/// Counters of an HTTP pull.
+#[derive(Debug, Clone, Default)]
+pub struct HttpPullStats {
+    /// Metadata objects downloaded.
+    pub fetched_metadata: u64,
+    /// Content objects downloaded.
+    pub fetched_content: u64,
+    /// Response body bytes received (all files, including config/summary).
+    pub bytes_transferred: u64,
+    /// What was written to the local repository.
+    pub written: PullStats,
+}
+
+/// A static-file view of a remote repository.
+struct Remote {
+    client: reqwest::blocking::Client,
+    base: String,
+    fetched_metadata: AtomicU64,
+    fetched_content: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Remote {
+    fn new(url: &str) -> Result<Remote> {
+        let client = reqwest::blocking::Client::builder()
+            .pool_max_idle_per_host(FETCH_THREADS)
+            .user_agent(concat!("ferrocore-ostree/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Invalid(format!("creating HTTP client: {e}")))?;
+        Ok(Remote {
+            client,
+            base: url.trim_end_matches('/').to_string(),
+            fetched_metadata: AtomicU64::new(0),
+            fetched_content: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts a GET of `rel`; `Ok(None)` on 404, so optional files can be
+    /// probed.
+    fn open(&self, rel: &str) -> Result<Option<impl Read + '_>> {
+        let url = format!("{}/{rel}", self.base);
+        let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("fetching {url}: {e}"));
+        let resp = self.client.get(&url).send().map_err(|e| fail(&e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(fail(&resp.status()));
+        }
+        Ok(Some(Counting {
+            inner: resp,
+            total: &self.bytes,
+        }))
+    }
+
+    /// GETs `rel` into memory, refusing more than `limit` bytes.
+    fn get_opt(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let Some(resp) = self.open(rel)? else {
+            return Ok(None);
+        };
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::Invalid(format!("fetching {}/{rel}: {e}", self.base))
+        };
+        let mut body = Vec::new();
+        // One byte over the limit tells "too big" from "exactly at the limit".
+        resp.take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| fail(&e))?;
+        if body.len() as u64 > limit {
+            return Err(fail(&format_args!("larger than {limit} bytes")));
+        }
+        Ok(Some(body))
+    }
+
+    fn get(&self, rel: &str, limit: u64) -> Result<Vec<u8>> {
+        self.get_opt(rel, limit)?
+            .ok_or_else(|| Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", self.base)))
+    }
+
+    fn object(&self, ty: ObjectType, c: &Checksum) -> String {
+        let hex = object::to_hex(c);
+        let ext = match ty {
+            // Archive repos store content as zlib-compressed `.filez`.
+            ObjectType::File => "filez",
+            other => other.extension(),
+        };
+        format!("objects/{}/{}.{ext}", &hex[..2], &hex[2..])
+    }
+
+    /// Fetches and verifies a metadata object.
+    fn metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
+        let bytes = self.get(&self.object(ty, c), MAX_METADATA_SIZE)?;
+        fsck::verify_metadata(ty, c, &bytes)?;
+        self.fetched_metadata.fetch_add(1, Relaxed);
+        Ok(bytes)
+    }
+}
+
+/// Reads a metadata object locally if present, else from the remote.
+fn load_metadata(
+    tx: &Transaction,
+    remote: &Remote,
+    ty: ObjectType,
+    c: &Checksum,
+) -> Result<Vec<u8>> {
+    if tx.repo().has_object(ty, c) {
+        return tx.repo().read_metadata(ty, c);
+    }
+    let bytes = remote.metadata(ty, c)?;
+    tx.write_metadata(ty, &bytes)?;
+    Ok(bytes)
+}
+
+/// Counts response bytes into the remote's transfer total.
+struct Counting<'a, R> {
+    inner: R,
+    total: &'a AtomicU64,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.total.fetch_add(n as u64, Relaxed);
+        Ok(n)
+    }
+}
+
+/// Hashes the payload as the transaction consumes it, remembering how
+/// much arrived and whether the stream itself failed.
+struct Hashing<R> {
+    inner: R,
+    hasher: object::ContentHasher,
+    len: u64,
+    error: Option<String>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|e| self.error = Some(e.to_string()))?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Streams a `.filez` into the transaction, hashing it on the way. The
+/// object is only staged: a mismatch fails the pull before
+/// [`Transaction::commit`] can publish it, so large files never need to be
+/// held in memory to be verified first.
+fn import_filez(tx: &Transaction, c: &Checksum, body: impl Read) -> Result<()> {
+    let hex = object::to_hex(c);
+    let bad = |what: &dyn std::fmt::Display| {
+        Error::Corrupt(format!("Corrupted file object {hex}.filez: {what}"))
+    };
+    let mut r = std::io::BufReader::new(body);
+    let mut prefix = [0u8; 8];
+    r.read_exact(&mut prefix).map_err(|e| bad(&e))?;
+    let len = object::parse_lenprefix(&prefix)?;
+    let mut hv = vec![0u8; len];
+    r.read_exact(&mut hv).map_err(|e| bad(&e))?;
+    let (header, size): (FileHeader, u64) = FileHeader::from_zlib_variant_bytes(&hv)?;
+    let size = if object::mode::is_reg(header.mode) {
+        size
+    } else {
+        0
+    };
+    let mut payload = Hashing {
+        inner: DeflateDecoder::new(r).take(size),
+        hasher: object::ContentHasher::new(&header),
+        len: 0,
+        error: None,
+    };
+    let written = match tx.write_content(c, &header, &mut payload, size) {
+        Ok(w) => w,
+        // A short or undecodable stream is the server's fault, not a local
+        // I/O error.
+        Err(_) if payload.error.is_some() => {
+            return Err(bad(&payload.error.unwrap_or_default()));
+        }
+        Err(_) if payload.len != size => {
+            return Err(bad(&format_args!("{} of {size} bytes", payload.len)));
+        }
+        Err(e) => return Err(e),
+    };
+    let actual = payload.hasher.finish();
+    if written && actual != *c {
+        return Err(Error::Corrupt(format!(
+            "Corrupted file object; checksum expected='{hex}' actual='{}'",
+            object::to_hex(&actual)
+        )));
+    }
+    Ok(())
+}
+
+/// Resolves ref names (or full checksums) against the remote: from its
+/// summary when it has one, else from `refs/heads/REF`. With no refs, every
+/// ref of the summary is pulled.
+fn resolve_refs(remote: &Remote, refs: &[String]) -> Result<Vec<(Option<String>, Checksum)>> {
+    let by_name = refs.iter().any(|r| object::from_hex(r).is_none());
+    let summary = if by_name || refs.is_empty() {
+        match remote.get_opt("summary", MAX_METADATA_SIZE)? {
+            Some(b) => Some(summary::Summary::from_bytes(&b)?),
+            None => None,
+        }
+    } else {
+        None
+    };
+    if refs.is_empty() {
+        let s = summary.ok_or_else(|| {
+            Error::Invalid("No refs specified and the remote has no summary file".into())
+        })?;
+        return Ok(s
+            .refs
+            .into_iter()
+            .map(|r| (Some(r.name), r.checksum))
+            .collect());
+    }
+    let mut out = Vec::new();
+    for r in refs {
+        if let Some(c) = object::from_hex(r) {
+            out.push((None, c));
+            continue;
+        }
+        crate::validate_ref(r)?;
+        let c = match &summary {
+            Some(s) => s.refs.iter().find(|e| e.name == *r).map(|e| e.checksum),
+            None => {
+                let b = remote.get_opt(&format!("refs/heads/{r}"), 1024)?;
+                b.map(|b| {
+                    let t = String::from_utf8_lossy(&b);
+                    object::from_hex(t.trim()).ok_or_else(|| {
+                        Error::Corrupt(format!("refs/heads/{r}: invalid checksum '{}'", t.trim()))
+                    })
+                })
+                .transpose()?
+            }
+        };
+        let c = c.ok_or_else(|| Error::NotFound(format!("No such branch '{r}' in remote")))?;
+        out.push((Some(r.clone()), c));
+    }
+    Ok(out)
+}
+
+/// Upstream's `_ostree_repo_verify_bindings` for a commit fetched through a
+/// ref: a commit that lists the refs it was made for must list this one, so
+/// a server cannot pass off one branch's commit as another's.
+fn verify_ref_binding(commit: &Commit, c: &Checksum, name: &str) -> Result<()> {
+    use crate::gvariant::Value;
+    let mut v = match commit.meta("ostree.ref-binding") {
+        Some(v) => v,
+        None => return Ok(()),
+    };
+    while let Value::Variant(inner) = v {
+        v = inner;
+    }
+    let Value::Array(_, refs) = v else {
+        return Err(Error::Corrupt(format!(
+            "Commit {}: ostree.ref-binding is not a string array",
+            object::to_hex(c)
+        )));
+    };
+    let refs: Vec<&str> = refs
+        .iter()
+        .filter_map(|r| match r {
+            Value::Str(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    if refs.contains(&name) {
+        return Ok(());
+    }
+    let listed: Vec<String> = refs.iter().map(|r| format!("‘{r}’")).collect();
+    let listed = if listed.is_empty() {
+        "no refs".to_string()
+    } else {
+        listed.join(", ")
+    };
+    Err(Error::Invalid(format!(
+        "Commit {}: Commit has no requested ref ‘{name}’ in ref binding metadata ({listed})",
+        object::to_hex(c)
+    )))
+}
+
+/// Pulls `refs` (ref names or checksums; every ref of the remote summary
+/// when empty) from the archive repository at `url` into `dst`.
+pub fn pull_http(
+    dst: &Repo,
+    url: &str,
+    refs: &[String],
+    opts: &HttpPullOptions,
+) -> Result<HttpPullStats> {
+    let remote = Remote::new(url)?;
+    let config = remote.get("config", 1 << 20)?;
+    let config = KeyFile::parse(&String::from_utf8_lossy(&config), "remote config")?;
+    let mode = RepoMode::parse(config.get("core", "mode").unwrap_or("bare"))?;
+    if mode != RepoMode::Archive {
+        return Err(Error::Invalid(format!(
+            "Can't pull from archives with mode \"{}\"",
+            mode.as_config_str()
+        )));
+    }
+    let wanted = resolve_refs(&remote, refs)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(FETCH_THREADS)
+        .build()
+        .map_err(|e| Error::Invalid(format!("creating fetch threads: {e}")))?;
+    let tx = dst.begin()?;
+    let mut commits = Vec::new();
+    for (name, c) in &wanted {
+        let mut cur = Some(*c);
+        let mut depth = opts.depth;
+        while let Some(cc) = cur {
+            let bytes = match load_metadata(&tx, &remote, ObjectType::Commit, &cc) {
+                Ok(b) => b,
+                // History beyond a pruned parent is simply not on the server.
+                Err(Error::NotFound(_)) if cc != *c => break,
+                Err(e) => return Err(e),
+            };
+            let commit = Commit::from_bytes(&bytes)
+                .map_err(|e| Error::Corrupt(format!("{}.commit: {e}", object::to_hex(&cc))))?;
+            if let (Some(n), true) = (name, cc == *c) {
+                verify_ref_binding(&commit, &cc, n)?;
+            }
+            // Marked before its objects arrive, so an interrupted pull is
+            // visible to fsck/prune and completed by the next pull.
+            let partial = partial_path(dst, &cc);
+            if !dst.has_object(ObjectType::Commit, &cc) || partial.exists() {
+                crate::repo::write_file_atomic(&partial, b"", false)?;
+            }
+            if let Some(d) = remote.get_opt(
+                &remote.object(ObjectType::CommitMeta, &cc),
+                MAX_METADATA_SIZE,
+            )? {
+                tx.write_commit_detached_metadata(&cc, Some(&d))?;
+            }
+            commits.push((cc, commit.clone()));
+            if depth == 0 {
+                break;
+            }
+            depth -= 1;
+            cur = commit.parent;
+        }
+    }
+    if !opts.commit_metadata_only {
+        pool.install(|| fetch_trees(&tx, &remote, &commits))?;
+    }
+    for (name, c) in &wanted {
+        if let Some(n) = name {
+            tx.set_ref(opts.remote.as_deref(), n, Some(*c))?;
+        }
+    }
+    let stats = HttpPullStats {
+        fetched_metadata: remote.fetched_metadata.load(Relaxed),
+        fetched_content: remote.fetched_content.load(Relaxed),
+        bytes_transferred: remote.bytes.load(Relaxed),
+        written: PullStats {
+            metadata: tx.stats.metadata_written.load(Relaxed),
+            content: tx.stats.content_written.load(Relaxed),
+            content_bytes: tx.stats.content_bytes_written.load(Relaxed),
+        },
+    };
+    tx.commit()?;
+    if !opts.commit_metadata_only {
+        for (c, _) in &commits {
+            let _ = std::fs::remove_file(partial_path(dst, c));
+        }
+    }
+    Ok(stats)
+}
+
+/// Fetches the trees of `commits` breadth first (one parallel batch per
+/// level), then every missing content object in parallel.
+fn fetch_trees(tx: &Transaction, remote: &Remote, commits: &[(Checksum, Commit)]) -> Result<()> {
+    let mut seen: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
+    let mut content: BTreeSet<Checksum> = BTreeSet::new();
+    let mut level: Vec<(ObjectType, Checksum)> = Vec::new();
+    for (_, c) in commits {
+        level.push((ObjectType::DirTree, c.root_tree));
+        level.push((ObjectType::DirMeta, c.root_meta));
+    }
+    while !level.is_empty() {
+        level.retain(|k| seen.insert(*k));
+        let fetched: Vec<(ObjectType, Vec<u8>, Checksum)> = level
+            .par_iter()
+            .map(|(ty, c)| Ok((*ty, load_metadata(tx, remote, *ty, c)?, *c)))
+            .collect::<Result<_>>()?;
+        level = Vec::new();
+        for (ty, bytes, c) in fetched {
+            if ty != ObjectType::DirTree {
+                continue;
+            }
+            let tree = DirTree::from_bytes(&bytes)
+                .map_err(|e| Error::Corrupt(format!("{}.dirtree: {e}", object::to_hex(&c))))?;
+            content.extend(tree.files.iter().map(|(_, fc)| *fc));
+            for (_, tc, mc) in tree.dirs {
+                level.push((ObjectType::DirTree, tc));
+                level.push((ObjectType::DirMeta, mc));
+            }
+        }
+    }
+    let missing: Vec<Checksum> = content
+        .into_iter()
+        .filter(|c| !tx.has_object(ObjectType::File, c))
+        .collect();
+    missing.par_iter().try_for_each(|c| {
+        let rel = remote.object(ObjectType::File, c);
+        let body = remote.open(&rel)?.ok_or_else(|| {
+            Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", remote.base))
+        })?;
+        import_filez(tx, c, body)?;
+        remote.fetched_content.fetch_add(1, Relaxed);
+        Ok(())
+    })
+}
+
+impl HttpPullStats {
+    /// Upstream's closing status line, e.g. `5 metadata, 3 content objects
+    /// fetched; 12.3 kB transferred in 0 seconds; 40 bytes content written`
+    /// (scripts and upstream's tests match on it). `None` when nothing was
+    /// fetched, as upstream then prints nothing.
+    pub fn status_line(&self, seconds: u64) -> Option<String> {
+        if self.fetched_metadata + self.fetched_content == 0 {
+            return None;
+        }
+        Some(format!(
+            "{} metadata, {} content objects fetched; {} transferred in {seconds} seconds; {} content written",
+            self.fetched_metadata,
+            self.fetched_content,
+            format_size(self.bytes_transferred),
+            format_size(self.written.content_bytes)
+        ))
+    }
+}
+
+/// GLib's `g_format_size`: SI units, one decimal.
+fn format_size(n: u64) -> String {
+    if n < 1000 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1000.0;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if v < 1000.0 {
+            return format!("{v:.1} {unit}");
+        }
+        v /= 1000.0;
+    }
+    format!("{v:.1} PB")
+}
