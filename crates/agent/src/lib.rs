@@ -10,7 +10,9 @@
 //! calls the injected [`os::Reboot`]. After the reboot it concludes the attempt
 //! (success, or rolled back by the boot counter), reports it to the update server and
 //! never stages a failed release again ([`persist`]). [`status::AgentStatus`] tells
-//! why the node is or is not updating.
+//! why the node is or is not updating. [`sysroot_os::SysrootOs`] is the real
+//! [`os::Os`]: the node's OSTree sysroot, fetching releases over HTTP from the
+//! remote the booted deployment follows.
 
 #![warn(missing_docs)]
 
@@ -22,8 +24,10 @@ pub mod os;
 pub mod persist;
 pub mod status;
 pub mod strategy;
+pub mod sysroot_os;
 pub mod weekly;
 
 pub use agent::{Agent, Clock, Env, Paths, State, SystemClock};
 pub use config::{Config, ConfigError};
 pub use os::{Booted, LocalDeployment, Os, OsError, OsRelease, Reboot, SystemctlReboot};
+pub use sysroot_os::SysrootOs;

@@ -49,7 +49,7 @@ const VERBS: &[(&str, &str)] = &[
     ),
     (
         "agent",
-        "automatic update agent: `agent status [--json]`, `agent config`",
+        "automatic update agent: `agent run`, `agent status [--json]`, `agent config`",
     ),
     (
         "build",

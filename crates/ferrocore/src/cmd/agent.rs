@@ -2,15 +2,18 @@
 //!
 //! `status` explains why the node is or is not updating (from the snapshot the
 //! daemon writes after every step); `config` merges and checks the configuration
-//! fragments exactly as the daemon does and prints the effective settings.
+//! fragments exactly as the daemon does and prints the effective settings; `run`
+//! is the daemon itself (`ferrocore-agent.service`), driving the node's sysroot
+//! until SIGTERM.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use agent::config::{Config, StrategyConfig, DEFAULT_DIRS};
 use agent::status::AgentStatus;
-use agent::{Clock, Paths};
+use agent::{Agent, Clock, Env, Paths, SysrootOs};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -39,6 +42,15 @@ enum Verb {
         #[arg(long, value_name = "DIR", num_args = 1..)]
         config_dirs: Vec<PathBuf>,
     },
+    /// Run the update agent until SIGTERM (the `ferrocore-agent.service` daemon).
+    Run {
+        /// Physical root of the node's sysroot.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        sysroot: PathBuf,
+        /// Fragment directories, lowest precedence first (default as for `config`).
+        #[arg(long, value_name = "DIR", num_args = 1..)]
+        config_dirs: Vec<PathBuf>,
+    },
 }
 
 /// Entry point; `args[0]` is the tool name.
@@ -53,6 +65,10 @@ pub fn main(args: &[OsString]) -> ExitCode {
     let r = match a.verb {
         Verb::Status { json, status_file } => status(json, status_file),
         Verb::Config { config_dirs } => config(config_dirs),
+        Verb::Run {
+            sysroot,
+            config_dirs,
+        } => run(sysroot, config_dirs),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,7 +90,7 @@ fn status(json: bool, file: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn config(dirs: Vec<PathBuf>) -> Result<()> {
+fn load_config(dirs: Vec<PathBuf>) -> Result<Config> {
     let dirs = if dirs.is_empty() {
         DEFAULT_DIRS.iter().map(PathBuf::from).collect()
     } else {
@@ -84,6 +100,36 @@ fn config(dirs: Vec<PathBuf>) -> Result<()> {
     for w in &c.warnings {
         eprintln!("agent: warning: {w}");
     }
+    Ok(c)
+}
+
+fn run(sysroot: PathBuf, dirs: Vec<PathBuf>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let config = load_config(dirs)?;
+    let env = Env::for_node(&config, Arc::new(SysrootOs::new(&sysroot)))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        // The agent's error already shows its source; anyhow's `{:#}` would repeat it.
+        Agent::new(config, env)
+            .run(shutdown)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    })
+}
+
+fn config(dirs: Vec<PathBuf>) -> Result<()> {
+    let c = load_config(dirs)?;
     for f in &c.fragments {
         println!("fragment: {}", f.display());
     }
