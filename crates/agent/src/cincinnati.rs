@@ -281,34 +281,7 @@ impl Client {
     }
 }
 
-/// How an update attempt ended, as reported to the update server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    /// The node runs the new release.
-    #[serde(rename = "success")]
-    Success,
-    /// The node booted the new release and the boot counter went back.
-    #[serde(rename = "rolled-back")]
-    RolledBack,
-    /// Staging kept failing.
-    #[serde(rename = "failed-to-deploy")]
-    FailedToDeploy,
-}
-
-/// Body of `POST /v1/report` (ferrocore's update server).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutcomeReport {
-    /// Reporting node.
-    pub node_uuid: String,
-    /// Stream followed.
-    pub stream: String,
-    /// Version updated from.
-    pub from: String,
-    /// Version updated to.
-    pub to: String,
-    /// What happened.
-    pub outcome: Outcome,
-}
+pub use release_meta::report::{Outcome, OutcomeReport};
 
 /// Result of looking for an update in a graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ pub mod fsutil;
 pub mod graph;
 pub mod index;
 pub mod release;
+pub mod report;
 pub mod sign;
 pub mod stream;
 pub mod time;

@@ -9,61 +9,12 @@
 
 use crate::Error;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Outcome of one update attempt, as reported by a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Outcome {
-    /// The node booted the new release and stayed on it.
-    #[serde(rename = "success")]
-    Success,
-    /// The node booted the new release and went back to the previous one.
-    #[serde(rename = "rolled-back")]
-    RolledBack,
-    /// The new release could not even be staged.
-    #[serde(rename = "failed-to-deploy")]
-    FailedToDeploy,
-}
-
-impl Outcome {
-    /// Wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::RolledBack => "rolled-back",
-            Outcome::FailedToDeploy => "failed-to-deploy",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Outcome> {
-        [
-            Outcome::Success,
-            Outcome::RolledBack,
-            Outcome::FailedToDeploy,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
-    }
-}
-
-/// Body of `POST /v1/report`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    /// Reporting node (Zincati's `node_uuid`).
-    pub node_uuid: String,
-    /// Stream the node follows.
-    pub stream: String,
-    /// Release the node updated from.
-    pub from: String,
-    /// Release the node tried to update to.
-    pub to: String,
-    /// What happened.
-    pub outcome: Outcome,
-}
+pub use release_meta::report::{Outcome, OutcomeReport as Report};
 
 /// Why and when a rollout was paused.
 #[derive(Clone, Debug, PartialEq, Serialize)]
