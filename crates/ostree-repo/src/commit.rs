@@ -627,6 +627,9 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
     if let Some(n) = s.strip_prefix('@') {
         return n.parse().ok();
     }
+    if let Some(t) = parse_month_day_year(s) {
+        return Some(t);
+    }
     let (date, rest) = s.split_at(s.find(['T', ' ']).unwrap_or(s.len()));
     let mut dp = date.split('-');
     let y: i64 = dp.next()?.parse().ok()?;
@@ -669,7 +672,32 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
     }
     let days = days_from_civil(y, mo, d);
     let t = days * 86400 + secs - offset;
-    u64::try_from(t).ok()
+    // Dates before 1970 wrap, as upstream's `guint64` cast of a negative
+    // `time_t` does.
+    Some(t as u64)
+}
+
+/// `October 25 1985` / `Oct 25, 1985` (midnight UTC), one of the forms
+/// gnulib's `parse_datetime` accepts and upstream's tests use.
+fn parse_month_day_year(s: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let w: Vec<&str> = s.split([' ', ',']).filter(|x| !x.is_empty()).collect();
+    let [m, d, y] = w.as_slice() else {
+        return None;
+    };
+    let lower = m.to_ascii_lowercase();
+    let mo = MONTHS
+        .iter()
+        .position(|p| lower.len() >= 3 && p.starts_with(&lower[..3]))? as i64
+        + 1;
+    let d: i64 = d.parse().ok()?;
+    let y: i64 = y.parse().ok()?;
+    if !(1..=31).contains(&d) {
+        return None;
+    }
+    Some((days_from_civil(y, mo, d) * 86400) as u64)
 }
 
 /// Days since 1970-01-01 for a proleptic Gregorian date.
@@ -697,6 +725,9 @@ mod tests {
         );
         assert_eq!(parse_timestamp("1970-01-01T00:00:10"), Some(10));
         assert_eq!(parse_timestamp("garbage"), None);
+        assert_eq!(parse_timestamp("October 21 2015"), Some(1445385600));
+        assert_eq!(parse_timestamp("Oct 21, 2015"), Some(1445385600));
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Some(u64::MAX));
         assert_eq!(parse_timestamp("2020-13-01"), None);
     }
 }

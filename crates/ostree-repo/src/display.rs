@@ -251,10 +251,43 @@ pub fn summary_view(s: &Summary) -> String {
         Value::U64(x) => Some(u64::from_be_bytes(x.to_le_bytes())),
         _ => None,
     };
-    for r in &s.refs {
+    // With collections, refs are shown as `(COLLECTION, REF)`: the main
+    // list under the summary's own collection ID, then the collection map.
+    let cid = s.metadata.iter().find_map(|(k, v)| match (k.as_str(), v) {
+        ("ostree.summary.collection-id", Value::Str(c)) => Some(c.clone()),
+        _ => None,
+    });
+    let mut listed: Vec<(String, &crate::summary::SummaryRef)> = s
+        .refs
+        .iter()
+        .map(|r| match &cid {
+            Some(c) => (format!("({c}, {})", r.name), r),
+            None => (r.name.clone(), r),
+        })
+        .collect();
+    let map: Vec<(String, Vec<crate::summary::SummaryRef>)> = s
+        .metadata
+        .iter()
+        .filter(|(k, _)| k == "ostree.summary.collection-map")
+        .filter_map(|(_, v)| match v {
+            Value::Array(_, entries) => Some(entries),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Value::DictEntry(k, v) => match &**k {
+                Value::Str(c) => Some((c.clone(), crate::summary::refs_from_value(v)?)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    for (c, refs) in &map {
+        listed.extend(refs.iter().map(|r| (format!("({c}, {})", r.name), r)));
+    }
+    for (shown, r) in listed {
         out.push_str(&format!(
-            "* {}\n    Latest Commit ({} bytes):\n      {}\n",
-            r.name,
+            "* {shown}\n    Latest Commit ({} bytes):\n      {}\n",
             r.commit_size,
             object::to_hex(&r.checksum)
         ));
@@ -285,6 +318,17 @@ pub fn summary_view(s: &Summary) -> String {
             "ostree.summary.tombstone-commits" => out.push_str(&format!(
                 "Has Tombstone Commits ({k}): {}\n",
                 if v == &Value::Bool(true) { "Yes" } else { "No" }
+            )),
+            "ostree.static-deltas" => out.push_str(&format!(
+                "Static Deltas ({k}): {}\n",
+                gvariant::print(v, false)
+            )),
+            "ostree.summary.collection-map" => {
+                out.push_str(&format!("Collection Map ({k}): (printed above)\n"))
+            }
+            "ostree.summary.collection-id" => out.push_str(&format!(
+                "Collection ID ({k}): {}\n",
+                gvariant::print(v, false).trim_matches('\'')
             )),
             _ => out.push_str(&format!("{k}: {}\n", gvariant::print(v, false))),
         }

@@ -16,6 +16,9 @@ pub struct FsckOptions {
     pub all: bool,
     /// Delete corrupt objects (`--delete`).
     pub delete: bool,
+    /// Collect commits whose parent is missing into
+    /// [`FsckReport::tombstone_candidates`] (`--add-tombstones`).
+    pub add_tombstones: bool,
 }
 
 /// What fsck found.
@@ -31,6 +34,9 @@ pub struct FsckReport {
     pub errors: Vec<String>,
     /// Commits newly marked partial because of missing/corrupt objects.
     pub marked_partial: Vec<Checksum>,
+    /// With `add_tombstones`: commits whose parent commit is missing.
+    /// Upstream replaces each of them by a tombstone (see [`add_tombstones`]).
+    pub tombstone_candidates: Vec<Checksum>,
 }
 
 /// Verifies one metadata object's bytes: checksum, normal form, structure.
@@ -171,6 +177,16 @@ pub fn fsck(
     // behaviour). Corrupt objects that are kept do not change the state.
     let mut incomplete: BTreeSet<Checksum> = BTreeSet::new();
     for (c, _) in &commits {
+        if opts.add_tombstones {
+            if let Ok(commit) = repo.load_commit(c) {
+                if commit
+                    .parent
+                    .is_some_and(|p| !repo.has_object(ObjectType::Commit, &p))
+                {
+                    report.tombstone_candidates.push(*c);
+                }
+            }
+        }
         let partial = repo
             .path()
             .join("state")
@@ -243,4 +259,19 @@ pub fn fsck(
         report.marked_partial.push(c);
     }
     Ok(report)
+}
+
+/// `fsck --add-tombstones`: enables `core.tombstone-commits` and deletes
+/// each candidate commit, leaving a tombstone. Upstream does this for every
+/// commit whose parent is gone: a history cut by pruning then ends in a
+/// tombstone that pullers recognise as a deliberate deletion.
+pub fn add_tombstones(repo: &mut Repo, candidates: &[Checksum]) -> Result<()> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    repo.enable_tombstone_commits()?;
+    for c in candidates {
+        repo.delete_object(ObjectType::Commit, c)?;
+    }
+    Ok(())
 }

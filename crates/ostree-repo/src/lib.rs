@@ -7,8 +7,8 @@
 //! * [`object`] — typed objects (commit, dirtree, dirmeta, content header)
 //!   and their checksums;
 //! * [`Repo`] — the loose-object store, refs, config, transactions;
-//! * [`commit`], [`checkout`], [`fsck`], [`pull`], [`pull_http`], [`summary`] — the
-//!   operations behind the CLI.
+//! * [`commit`], [`checkout`], [`fsck`], [`prune`], [`delta`], [`pull`],
+//!   [`pull_http`], [`summary`] — the operations behind the CLI.
 //!
 //! ```no_run
 //! use ostree_repo::{Repo, RepoMode, commit::CommitOptions};
@@ -19,6 +19,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod delta;
 pub mod diff;
 pub mod display;
 pub mod fsck;
@@ -34,7 +35,10 @@ pub mod summary;
 mod sys;
 
 pub use object::{Checksum, ObjectType};
-pub use repo::{parse_refspec, validate_ref, ContentObject, Repo, RepoMode, Stats, Transaction};
+pub use repo::{
+    parse_refspec, validate_collection_id, validate_ref, ContentObject, Repo, RepoMode, Stats,
+    Transaction,
+};
 
 /// Errors from repository operations. Messages follow upstream's wording
 /// where scripts (and upstream's tests) match on them.

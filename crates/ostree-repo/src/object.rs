@@ -71,7 +71,7 @@ pub fn canonicalize_xattrs(x: &mut Xattrs) {
     x.dedup_by(|a, b| a.0 == b.0);
 }
 
-fn xattrs_value(x: &Xattrs) -> Value {
+pub(crate) fn xattrs_value(x: &Xattrs) -> Value {
     Value::Array(
         Type::parse("(ayay)").expect("static type"),
         x.iter()
@@ -80,7 +80,7 @@ fn xattrs_value(x: &Xattrs) -> Value {
     )
 }
 
-fn xattrs_from(v: &Value) -> Option<Xattrs> {
+pub(crate) fn xattrs_from(v: &Value) -> Option<Xattrs> {
     let Value::Array(_, items) = v else {
         return None;
     };
@@ -549,6 +549,15 @@ fn lenprefixed(v: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&v);
     out
+}
+
+/// The `.tombstone-commit` object left for a deleted commit: `a{sv}` with
+/// `commit` = the hex checksum as a GLib bytestring (`ay` with its NUL),
+/// as upstream's `ostree_repo_delete_object` writes it.
+pub fn tombstone_bytes(c: &Checksum) -> Vec<u8> {
+    let mut hex = to_hex(c).into_bytes();
+    hex.push(0);
+    gvariant::vardict(&[("commit".to_string(), Value::Bytes(hex))]).to_bytes()
 }
 
 /// SHA-256 of a metadata object's bytes.

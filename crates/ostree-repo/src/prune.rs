@@ -1,9 +1,16 @@
-//! `prune`: delete objects no longer reachable from refs (or commits).
+//! `prune`: delete objects no longer reachable from refs (or commits), and
+//! static deltas whose target commit is gone.
+//!
+//! Follows upstream's `ostree prune` (`ot-builtin-prune.c`,
+//! `ostree-repo-prune.c`): the simple mode traverses every commit (or, with
+//! `refs_only`, every ref) to `depth`; any of `keep_younger_than`,
+//! `only_branches` or `retain_branch_depth` switches to per-ref rules
+//! (implying `refs_only`). Deleted commits leave tombstones when
+//! `core.tombstone-commits` is set (see [`Repo::delete_object`]).
 
 use crate::object::{self, Checksum, ObjectType};
-use crate::{Error, Repo, Result};
-use std::collections::BTreeSet;
-use std::fs;
+use crate::{delta, Error, Repo, Result};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Options of `ostree prune`.
 #[derive(Debug, Clone)]
@@ -11,18 +18,26 @@ pub struct PruneOptions {
     /// Only objects reachable from refs are kept (`--refs-only`); otherwise
     /// every commit is a root.
     pub refs_only: bool,
-    /// History depth kept per ref: -1 = all (`--depth`).
+    /// History depth kept per root: -1 = all (`--depth`).
     pub depth: i64,
     /// Report but delete nothing (`--no-prune`).
     pub dry_run: bool,
-    /// Delete this commit first (`--delete-commit`).
+    /// Delete this commit first (`--delete-commit`); it must not be the
+    /// target of a ref.
     pub delete_commit: Option<Checksum>,
-    /// Commits older than this (seconds since the epoch) that no ref points
-    /// to are deleted (`--keep-younger-than`).
+    /// With `delete_commit`: only delete the static deltas that end in it,
+    /// and nothing else (`--static-deltas-only`).
+    pub static_deltas_only: bool,
+    /// Ref histories are cut at the first commit older than this (seconds
+    /// since the epoch); ref tips are always kept (`--keep-younger-than`).
     pub keep_younger_than: Option<u64>,
-    /// Apply `depth` only to these refs; all others keep full history
-    /// (`--only-branch`).
+    /// Apply `depth`/`keep_younger_than` only to these refs; all others keep
+    /// full history (`--only-branch`). Each must exist.
     pub only_branches: Vec<String>,
+    /// Per-ref depth overrides (`--retain-branch-depth=REF=DEPTH`).
+    pub retain_branch_depth: Vec<(String, i64)>,
+    /// Only commit objects are considered for deletion (`--commit-only`).
+    pub commit_only: bool,
 }
 
 impl Default for PruneOptions {
@@ -32,8 +47,11 @@ impl Default for PruneOptions {
             depth: -1,
             dry_run: false,
             delete_commit: None,
+            static_deltas_only: false,
             keep_younger_than: None,
             only_branches: Vec::new(),
+            retain_branch_depth: Vec::new(),
+            commit_only: false,
         }
     }
 }
@@ -41,7 +59,7 @@ impl Default for PruneOptions {
 /// Result of a prune.
 #[derive(Debug, Clone, Default)]
 pub struct PruneStats {
-    /// Objects present before pruning.
+    /// Objects considered (present before pruning).
     pub total: usize,
     /// Objects deleted (or that would be, with `dry_run`).
     pub pruned: usize,
@@ -49,11 +67,38 @@ pub struct PruneStats {
     pub freed: u64,
 }
 
-fn mark_commit(
+type Reachable = BTreeSet<(ObjectType, Checksum)>;
+
+/// Marks one commit and (unless `commit_only`) its tree as reachable.
+fn mark_one(repo: &Repo, c: &Checksum, commit_only: bool, keep: &mut Reachable) -> Result<()> {
+    if !keep.insert((ObjectType::Commit, *c)) || commit_only {
+        return Ok(());
+    }
+    let commit = repo.load_commit(c)?;
+    let mut stack = vec![(commit.root_tree, commit.root_meta)];
+    while let Some((t, m)) = stack.pop() {
+        keep.insert((ObjectType::DirMeta, m));
+        if !keep.insert((ObjectType::DirTree, t)) {
+            continue;
+        }
+        // Partial commits may lack subtrees; keep what exists.
+        let Ok(tree) = repo.load_dirtree(&t) else {
+            continue;
+        };
+        keep.extend(tree.files.iter().map(|(_, c)| (ObjectType::File, *c)));
+        stack.extend(tree.dirs.iter().map(|(_, tc, mc)| (*tc, *mc)));
+    }
+    Ok(())
+}
+
+/// Marks a commit and `depth` ancestors (-1 = all) as reachable; history
+/// ends early at a missing parent.
+fn mark_history(
     repo: &Repo,
     c: &Checksum,
     depth: i64,
-    keep: &mut BTreeSet<(ObjectType, Checksum)>,
+    commit_only: bool,
+    keep: &mut Reachable,
 ) -> Result<()> {
     let mut cur = Some(*c);
     let mut left = depth;
@@ -61,119 +106,164 @@ fn mark_commit(
         if !repo.has_object(ObjectType::Commit, &cc) {
             break;
         }
-        if !keep.insert((ObjectType::Commit, cc)) {
-            break;
-        }
-        keep.insert((ObjectType::CommitMeta, cc));
-        let commit = repo.load_commit(&cc)?;
-        let mut stack = vec![(commit.root_tree, commit.root_meta)];
-        while let Some((t, m)) = stack.pop() {
-            keep.insert((ObjectType::DirMeta, m));
-            if !keep.insert((ObjectType::DirTree, t)) {
-                continue;
-            }
-            // Partial commits may lack subtrees; keep what exists.
-            let Ok(tree) = repo.load_dirtree(&t) else {
-                continue;
-            };
-            keep.extend(tree.files.iter().map(|(_, c)| (ObjectType::File, *c)));
-            stack.extend(tree.dirs.iter().map(|(_, tc, mc)| (*tc, *mc)));
-        }
+        mark_one(repo, &cc, commit_only, keep)?;
         if left == 0 {
             break;
         }
         left -= 1;
+        cur = repo.load_commit(&cc)?.parent;
+    }
+    Ok(())
+}
+
+/// The ref tip, then ancestors while they are not older than `cutoff`.
+fn mark_younger_than(
+    repo: &Repo,
+    tip: &Checksum,
+    cutoff: u64,
+    commit_only: bool,
+    keep: &mut Reachable,
+) -> Result<()> {
+    if !repo.has_object(ObjectType::Commit, tip) {
+        return Ok(());
+    }
+    mark_one(repo, tip, commit_only, keep)?;
+    let mut cur = Some(*tip);
+    while let Some(c) = cur {
+        if !repo.has_object(ObjectType::Commit, &c) {
+            break;
+        }
+        let commit = repo.load_commit(&c)?;
+        if commit.timestamp < cutoff {
+            break;
+        }
+        mark_one(repo, &c, commit_only, keep)?;
         cur = commit.parent;
     }
     Ok(())
 }
 
-/// Deletes unreachable objects.
+/// Deletes unreachable objects (see the module docs for the rules).
 pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneStats> {
     // Exclusive: no transaction may be between "object exists" and "ref
     // published" while we delete.
     let _lock = repo.lock(true)?;
     let refs = repo.list_refs(None)?;
-    let ref_targets: BTreeSet<Checksum> = refs.values().copied().collect();
+    // Mirrored refs of other collections are roots too (the simple mode
+    // only, as upstream).
+    let mirror_roots: Vec<(String, Checksum)> = repo
+        .list_collection_refs()?
+        .into_iter()
+        .filter(|((coll, _), _)| Some(coll.as_str()) != repo.collection_id())
+        .map(|((coll, name), c)| (format!("({coll}, {name})"), c))
+        .collect();
     if let Some(c) = &opts.delete_commit {
-        if ref_targets.contains(c) {
+        if opts.dry_run {
+            return Err(Error::Invalid(
+                "Cannot specify both --delete-commit and --no-prune".into(),
+            ));
+        }
+        if opts.static_deltas_only {
+            delta::prune_deltas(repo, Some(c))?;
+            return Ok(PruneStats::default());
+        }
+        if let Some((name, _)) = refs
+            .iter()
+            .chain(mirror_roots.iter().map(|(n, c)| (n, c)))
+            .find(|(_, t)| *t == c)
+        {
             return Err(Error::Invalid(format!(
-                "Commit '{}' is referenced by a ref; delete the ref first",
+                "Commit '{}' is referenced by '{name}'",
                 object::to_hex(c)
             )));
         }
-        if !opts.dry_run {
-            let p = repo.object_path(ObjectType::Commit, c);
-            fs::remove_file(&p).map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
-        }
+        delta::prune_deltas(repo, Some(c))?;
+        repo.delete_object(ObjectType::Commit, c)?;
+    } else if opts.static_deltas_only {
+        return Err(Error::Invalid(
+            "--static-deltas-only requires --delete-commit; see https://github.com/ostreedev/ostree/issues/1479".into(),
+        ));
     }
-    let all = repo.list_objects(&[
-        ObjectType::File,
-        ObjectType::DirTree,
-        ObjectType::DirMeta,
-        ObjectType::Commit,
-        ObjectType::CommitMeta,
-        ObjectType::TombstoneCommit,
-    ])?;
-    let mut keep: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
-    let commits: Vec<Checksum> = all
-        .iter()
-        .filter(|(_, t)| *t == ObjectType::Commit)
-        .map(|(c, _)| *c)
-        .collect();
-    if opts.refs_only || opts.keep_younger_than.is_some() {
-        for (name, c) in &refs {
-            let depth = if opts.only_branches.is_empty() || opts.only_branches.contains(name) {
-                opts.depth
-            } else {
-                -1
-            };
-            mark_commit(repo, c, depth, &mut keep)?;
+
+    // Like upstream, tombstones and detached metadata are not candidates:
+    // tombstones stay until the commit returns, commitmeta goes with its commit.
+    let kinds: &[ObjectType] = if opts.commit_only {
+        &[ObjectType::Commit]
+    } else {
+        &[
+            ObjectType::File,
+            ObjectType::DirTree,
+            ObjectType::DirMeta,
+            ObjectType::Commit,
+        ]
+    };
+    let all = repo.list_objects(kinds)?;
+    let mut keep = Reachable::new();
+    let per_ref = opts.keep_younger_than.is_some()
+        || !opts.only_branches.is_empty()
+        || !opts.retain_branch_depth.is_empty();
+    if per_ref {
+        let mut depths: BTreeMap<&str, i64> = opts
+            .retain_branch_depth
+            .iter()
+            .map(|(r, d)| (r.as_str(), *d))
+            .collect();
+        if !opts.only_branches.is_empty() {
+            for b in &opts.only_branches {
+                repo.resolve_rev(b, false)?;
+            }
+            for name in refs.keys() {
+                if !opts.only_branches.contains(name) {
+                    depths.entry(name.as_str()).or_insert(-1);
+                }
+            }
         }
-        if let Some(cutoff) = opts.keep_younger_than {
-            for c in &commits {
-                if repo.load_commit(c)?.timestamp >= cutoff {
-                    mark_commit(repo, c, 0, &mut keep)?;
+        for (name, c) in &refs {
+            match (depths.get(name.as_str()), opts.keep_younger_than) {
+                (Some(d), _) => mark_history(repo, c, *d, opts.commit_only, &mut keep)?,
+                (None, Some(cutoff)) => {
+                    mark_younger_than(repo, c, cutoff, opts.commit_only, &mut keep)?
                 }
+                (None, None) => mark_history(repo, c, opts.depth, opts.commit_only, &mut keep)?,
             }
-            if !opts.refs_only {
-                // Without --refs-only, everything but old commits survives.
-                for c in &commits {
-                    if !keep.contains(&(ObjectType::Commit, *c))
-                        && repo.load_commit(c)?.timestamp >= cutoff
-                    {
-                        mark_commit(repo, c, 0, &mut keep)?;
-                    }
-                }
-            }
+        }
+    } else if opts.refs_only {
+        for c in refs.values().chain(mirror_roots.iter().map(|(_, c)| c)) {
+            mark_history(repo, c, opts.depth, opts.commit_only, &mut keep)?;
         }
     } else {
-        for c in &commits {
-            mark_commit(repo, c, 0, &mut keep)?;
+        for (c, ty) in &all {
+            if *ty == ObjectType::Commit {
+                mark_history(repo, c, opts.depth, opts.commit_only, &mut keep)?;
+            }
         }
     }
+
     let mut stats = PruneStats {
         total: all.len(),
         ..Default::default()
     };
     for (c, ty) in &all {
-        if keep.contains(&(*ty, *c)) || *ty == ObjectType::TombstoneCommit {
+        if keep.contains(&(*ty, *c)) {
             continue;
         }
-        let p = repo.object_path(*ty, c);
-        let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
-        if !opts.dry_run {
-            fs::remove_file(&p).map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+        if opts.dry_run {
+            let p = repo.object_path(*ty, c);
+            stats.freed += std::fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
+        } else {
             if *ty == ObjectType::Commit {
-                let _ = fs::remove_file(
-                    repo.path()
-                        .join("state")
-                        .join(format!("{}.commitpartial", object::to_hex(c))),
-                );
+                let partial = repo
+                    .path()
+                    .join("state")
+                    .join(format!("{}.commitpartial", object::to_hex(c)));
+                let _ = std::fs::remove_file(partial);
             }
+            stats.freed += repo.delete_object(*ty, c)?;
         }
         stats.pruned += 1;
-        stats.freed += size;
+    }
+    if !opts.dry_run {
+        delta::prune_deltas(repo, None)?;
     }
     Ok(stats)
 }

@@ -21,6 +21,14 @@ pub struct PullLocalOptions {
     /// Reject content a bare-user-only repo could not hold: setuid/setgid
     /// or world-writable files (`--bareuseronly-files`).
     pub bareuseronly_files: bool,
+    /// Use the source's static deltas when they help (`pull` from a
+    /// `file://` remote does; `pull-local` only with `require_static_deltas`).
+    pub static_deltas: bool,
+    /// Fail unless every commit comes from a static delta
+    /// (`--require-static-deltas`).
+    pub require_static_deltas: bool,
+    /// Only report what the deltas would transfer (`--dry-run`).
+    pub dry_run: bool,
 }
 
 /// Counters of a pull.
@@ -32,6 +40,8 @@ pub struct PullStats {
     pub content: u64,
     /// Payload bytes written.
     pub content_bytes: u64,
+    /// Static-delta parts needed (with `dry_run`) or applied.
+    pub delta: crate::delta::DeltaNeeds,
 }
 
 pub(crate) fn partial_path(repo: &Repo, c: &Checksum) -> std::path::PathBuf {
@@ -51,18 +61,59 @@ pub fn pull_local(
     let mut wanted: Vec<(Option<String>, Checksum)> = Vec::new();
     if refs.is_empty() {
         for (name, c) in src.list_refs(None)? {
-            if !name.contains(':') {
-                wanted.push((Some(name), c));
+            // A remote ref cannot be mirrored under its own name (upstream's
+            // "known issue": it fails the same way).
+            if name.contains(':') {
+                return Err(Error::Invalid(format!("Invalid ref name {name}")));
             }
+            wanted.push((Some(name), c));
         }
     } else {
         for r in refs {
+            // `REF@CHECKSUM`: that commit, written to REF.
+            if let Some((name, rev)) = r.split_once('@') {
+                crate::validate_ref(name)?;
+                let c = object::from_hex(rev)
+                    .ok_or_else(|| Error::Invalid(format!("Invalid checksum '{rev}' in '{r}'")))?;
+                wanted.push((Some(name.to_string()), c));
+                continue;
+            }
             let c = src.resolve_rev(r, false)?.expect("allow_noent is false");
             let is_checksum = object::from_hex(r).is_some();
             wanted.push(((!is_checksum).then(|| r.clone()), c));
         }
     }
+    if opts.require_static_deltas && dst.mode() == RepoMode::Archive {
+        return Err(Error::Invalid(
+            "Can't use static deltas in an archive repo".into(),
+        ));
+    }
     let tx = dst.begin()?;
+    let mut delta_needs = crate::delta::DeltaNeeds::default();
+    if (opts.static_deltas || opts.require_static_deltas)
+        && !opts.commit_metadata_only
+        && dst.mode() != RepoMode::Archive
+    {
+        let meta = match std::fs::read(src.path().join("summary")) {
+            Ok(b) => crate::summary::Summary::from_bytes(&b)?.metadata,
+            Err(_) => Vec::new(),
+        };
+        delta_needs = crate::delta::pull_deltas(
+            &tx,
+            &crate::delta::LocalFetcher(src),
+            &meta,
+            &wanted,
+            opts.remote.as_deref(),
+            opts.require_static_deltas,
+            opts.dry_run,
+        )?;
+        if opts.dry_run {
+            return Ok(PullStats {
+                delta: delta_needs,
+                ..Default::default()
+            });
+        }
+    }
     let mut metadata: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
     let mut content: BTreeSet<Checksum> = BTreeSet::new();
     let mut commits = Vec::new();
@@ -188,6 +239,7 @@ pub fn pull_local(
         metadata: tx.stats.metadata_written.load(Relaxed),
         content: tx.stats.content_written.load(Relaxed),
         content_bytes: tx.stats.content_bytes_written.load(Relaxed),
+        delta: delta_needs,
     };
     tx.commit()?;
     if !opts.commit_metadata_only {

@@ -33,6 +33,26 @@ pub struct HttpPullOptions {
     pub commit_metadata_only: bool,
     /// Write refs under `refs/remotes/REMOTE/` (`None`: `--mirror`).
     pub remote: Option<String>,
+    /// Never use static deltas (`--disable-static-deltas`).
+    pub disable_static_deltas: bool,
+    /// Fail unless every commit comes from a static delta
+    /// (`--require-static-deltas`).
+    pub require_static_deltas: bool,
+    /// Only report what the deltas would transfer (`--dry-run`; needs
+    /// `require_static_deltas`, as upstream).
+    pub dry_run: bool,
+    /// Reject content a bare-user-only repo could not hold (setuid/setgid,
+    /// world-writable) (`--bareuseronly-files`).
+    pub bareuseronly_files: bool,
+    /// Trust the server: store content objects into an archive repository
+    /// without verifying their checksums (`--http-trusted`). Metadata is
+    /// always verified, and non-archive targets always verify content.
+    pub trusted: bool,
+    /// Refuse to move a ref to a commit older than its current one
+    /// (`--timestamp-check`, `-T`).
+    pub timestamp_check: bool,
+    /// Refuse commits older than this one (`--timestamp-check-from-rev`).
+    pub timestamp_check_from: Option<Checksum>,
 }
 
 /// Counters of an HTTP pull.
@@ -134,6 +154,13 @@ impl Remote {
     }
 }
 
+impl crate::delta::DeltaFetcher for Remote {
+    fn fetch(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        // Parts can be large; anything a server sends must still fit in memory.
+        self.get_opt(rel, 1 << 32)
+    }
+}
+
 /// Reads a metadata object locally if present, else from the remote.
 fn load_metadata(
     tx: &Transaction,
@@ -141,8 +168,8 @@ fn load_metadata(
     ty: ObjectType,
     c: &Checksum,
 ) -> Result<Vec<u8>> {
-    if tx.repo().has_object(ty, c) {
-        return tx.repo().read_metadata(ty, c);
+    if tx.has_object(ty, c) {
+        return tx.read_metadata(ty, c);
     }
     let bytes = remote.metadata(ty, c)?;
     tx.write_metadata(ty, &bytes)?;
@@ -188,7 +215,12 @@ impl<R: Read> Read for Hashing<R> {
 /// object is only staged: a mismatch fails the pull before
 /// [`Transaction::commit`] can publish it, so large files never need to be
 /// held in memory to be verified first.
-fn import_filez(tx: &Transaction, c: &Checksum, body: impl Read) -> Result<()> {
+fn import_filez(
+    tx: &Transaction,
+    c: &Checksum,
+    body: impl Read,
+    opts: &HttpPullOptions,
+) -> Result<()> {
     let hex = object::to_hex(c);
     let bad = |what: &dyn std::fmt::Display| {
         Error::Corrupt(format!("Corrupted file object {hex}.filez: {what}"))
@@ -200,6 +232,16 @@ fn import_filez(tx: &Transaction, c: &Checksum, body: impl Read) -> Result<()> {
     let mut hv = vec![0u8; len];
     r.read_exact(&mut hv).map_err(|e| bad(&e))?;
     let (header, size): (FileHeader, u64) = FileHeader::from_zlib_variant_bytes(&hv)?;
+    let m = header.mode;
+    if opts.bareuseronly_files
+        && object::mode::is_reg(m)
+        && m & !(object::mode::S_IFMT | 0o775) != 0
+    {
+        return Err(Error::Invalid(format!(
+            "Content object {hex}: invalid mode 0{m:04o} with bits 0{:04o}",
+            m & 0o7777 & !0o775
+        )));
+    }
     let size = if object::mode::is_reg(header.mode) {
         size
     } else {
@@ -224,7 +266,8 @@ fn import_filez(tx: &Transaction, c: &Checksum, body: impl Read) -> Result<()> {
         Err(e) => return Err(e),
     };
     let actual = payload.hasher.finish();
-    if written && actual != *c {
+    let trusted = opts.trusted && tx.repo().mode() == RepoMode::Archive;
+    if written && actual != *c && !trusted {
         return Err(Error::Corrupt(format!(
             "Corrupted file object; checksum expected='{hex}' actual='{}'",
             object::to_hex(&actual)
@@ -236,8 +279,12 @@ fn import_filez(tx: &Transaction, c: &Checksum, body: impl Read) -> Result<()> {
 /// Resolves ref names (or full checksums) against the remote: from its
 /// summary when it has one, else from `refs/heads/REF`. With no refs, every
 /// ref of the summary is pulled.
-fn resolve_refs(remote: &Remote, refs: &[String]) -> Result<Vec<(Option<String>, Checksum)>> {
-    let by_name = refs.iter().any(|r| object::from_hex(r).is_none());
+type Wanted = Vec<(Option<String>, Checksum)>;
+
+fn resolve_refs(remote: &Remote, refs: &[String]) -> Result<(Wanted, Option<summary::Summary>)> {
+    let by_name = refs
+        .iter()
+        .any(|r| object::from_hex(r).is_none() && !r.contains('@'));
     let summary = if by_name || refs.is_empty() {
         match remote.get_opt("summary", MAX_METADATA_SIZE)? {
             Some(b) => Some(summary::Summary::from_bytes(&b)?),
@@ -250,16 +297,25 @@ fn resolve_refs(remote: &Remote, refs: &[String]) -> Result<Vec<(Option<String>,
         let s = summary.ok_or_else(|| {
             Error::Invalid("No refs specified and the remote has no summary file".into())
         })?;
-        return Ok(s
+        let all = s
             .refs
-            .into_iter()
-            .map(|r| (Some(r.name), r.checksum))
-            .collect());
+            .iter()
+            .map(|r| (Some(r.name.clone()), r.checksum))
+            .collect();
+        return Ok((all, Some(s)));
     }
     let mut out = Vec::new();
     for r in refs {
         if let Some(c) = object::from_hex(r) {
             out.push((None, c));
+            continue;
+        }
+        // `REF@CHECKSUM`: that commit, written to REF, without the summary.
+        if let Some((name, rev)) = r.split_once('@') {
+            crate::validate_ref(name)?;
+            let c = object::from_hex(rev)
+                .ok_or_else(|| Error::Invalid(format!("Invalid checksum '{rev}' in '{r}'")))?;
+            out.push((Some(name.to_string()), c));
             continue;
         }
         crate::validate_ref(r)?;
@@ -270,7 +326,10 @@ fn resolve_refs(remote: &Remote, refs: &[String]) -> Result<Vec<(Option<String>,
                 b.map(|b| {
                     let t = String::from_utf8_lossy(&b);
                     object::from_hex(t.trim()).ok_or_else(|| {
-                        Error::Corrupt(format!("refs/heads/{r}: invalid checksum '{}'", t.trim()))
+                        Error::Corrupt(format!(
+                            "Fetching checksum for ref ((empty), {r}): Invalid rev {}",
+                            t.trim().replace('\n', " ")
+                        ))
                     })
                 })
                 .transpose()?
@@ -279,7 +338,7 @@ fn resolve_refs(remote: &Remote, refs: &[String]) -> Result<Vec<(Option<String>,
         let c = c.ok_or_else(|| Error::NotFound(format!("No such branch '{r}' in remote")))?;
         out.push((Some(r.clone()), c));
     }
-    Ok(out)
+    Ok((out, summary))
 }
 
 /// Upstream's `_ostree_repo_verify_bindings` for a commit fetched through a
@@ -322,6 +381,16 @@ fn verify_ref_binding(commit: &Commit, c: &Checksum, name: &str) -> Result<()> {
     )))
 }
 
+/// Fetches and parses the remote's `summary`; `None` if it has none
+/// (`ostree remote refs`, `remote summary`).
+pub fn fetch_summary(url: &str) -> Result<Option<summary::Summary>> {
+    let remote = Remote::new(url)?;
+    match remote.get_opt("summary", MAX_METADATA_SIZE)? {
+        Some(b) => Ok(Some(summary::Summary::from_bytes(&b)?)),
+        None => Ok(None),
+    }
+}
+
 /// Pulls `refs` (ref names or checksums; every ref of the remote summary
 /// when empty) from the archive repository at `url` into `dst`.
 pub fn pull_http(
@@ -340,12 +409,67 @@ pub fn pull_http(
             mode.as_config_str()
         )));
     }
-    let wanted = resolve_refs(&remote, refs)?;
+    let (wanted, summary) = resolve_refs(&remote, refs)?;
+    // A full mirror also copies the summary (and its signatures), so the
+    // mirror can be served as is; fetched now so it matches the refs pulled.
+    let mirror_summary = if opts.remote.is_none() && refs.is_empty() && !opts.dry_run {
+        let s = remote.get_opt("summary", MAX_METADATA_SIZE)?;
+        let sig = remote.get_opt("summary.sig", MAX_METADATA_SIZE)?;
+        s.map(|s| (s, sig))
+    } else {
+        None
+    };
+    if opts.require_static_deltas && dst.mode() == RepoMode::Archive {
+        return Err(Error::Invalid(
+            "Can't use static deltas in an archive repo".into(),
+        ));
+    }
+    if opts.dry_run && !opts.require_static_deltas {
+        return Err(Error::Invalid(
+            "Dry run option is only supported with --require-static-deltas".into(),
+        ));
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(FETCH_THREADS)
         .build()
         .map_err(|e| Error::Invalid(format!("creating fetch threads: {e}")))?;
     let tx = dst.begin()?;
+    // Deltas are not applied into archive repos (mirrors), nor for
+    // commit-metadata-only pulls, as upstream.
+    let use_deltas = !opts.disable_static_deltas
+        && !opts.commit_metadata_only
+        && dst.mode() != RepoMode::Archive;
+    let mut needs = crate::delta::DeltaNeeds::default();
+    if use_deltas {
+        // A pull by checksum skipped the summary; deltas still want it.
+        let summary = match summary {
+            Some(s) => Some(s),
+            None => remote
+                .get_opt("summary", MAX_METADATA_SIZE)
+                .ok()
+                .flatten()
+                .and_then(|b| summary::Summary::from_bytes(&b).ok()),
+        };
+        let meta = summary.map(|s| s.metadata).unwrap_or_default();
+        needs = crate::delta::pull_deltas(
+            &tx,
+            &remote,
+            &meta,
+            &wanted,
+            opts.remote.as_deref(),
+            opts.require_static_deltas,
+            opts.dry_run,
+        )?;
+        if opts.dry_run {
+            return Ok(HttpPullStats {
+                written: PullStats {
+                    delta: needs,
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        }
+    }
     let mut commits = Vec::new();
     for (name, c) in &wanted {
         let mut cur = Some(*c);
@@ -361,6 +485,16 @@ pub fn pull_http(
                 .map_err(|e| Error::Corrupt(format!("{}.commit: {e}", object::to_hex(&cc))))?;
             if let (Some(n), true) = (name, cc == *c) {
                 verify_ref_binding(&commit, &cc, n)?;
+            }
+            if cc == *c {
+                let from = match (&opts.timestamp_check_from, name, opts.timestamp_check) {
+                    (Some(f), _, _) => Some(*f),
+                    (None, Some(n), true) => dst.read_ref(opts.remote.as_deref(), n)?,
+                    _ => None,
+                };
+                if let Some(f) = from {
+                    check_timestamp(&tx, &remote, &f, &cc, &commit)?;
+                }
             }
             // Marked before its objects arrive, so an interrupted pull is
             // visible to fsck/prune and completed by the next pull.
@@ -383,7 +517,7 @@ pub fn pull_http(
         }
     }
     if !opts.commit_metadata_only {
-        pool.install(|| fetch_trees(&tx, &remote, &commits))?;
+        pool.install(|| fetch_trees(&tx, &remote, &commits, opts))?;
     }
     for (name, c) in &wanted {
         if let Some(n) = name {
@@ -398,6 +532,7 @@ pub fn pull_http(
             metadata: tx.stats.metadata_written.load(Relaxed),
             content: tx.stats.content_written.load(Relaxed),
             content_bytes: tx.stats.content_bytes_written.load(Relaxed),
+            delta: needs,
         },
     };
     tx.commit()?;
@@ -406,12 +541,53 @@ pub fn pull_http(
             let _ = std::fs::remove_file(partial_path(dst, c));
         }
     }
+    if let Some((s, sig)) = mirror_summary {
+        let fsync = dst.fsync_enabled();
+        crate::repo::write_file_atomic(&dst.path().join("summary"), &s, fsync)?;
+        let sigpath = dst.path().join("summary.sig");
+        match sig {
+            Some(sig) => crate::repo::write_file_atomic(&sigpath, &sig, fsync)?,
+            None => match std::fs::remove_file(&sigpath) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("removing {}", sigpath.display()), e))
+                }
+                _ => {}
+            },
+        }
+    }
     Ok(stats)
+}
+
+/// Upstream's `_ostree_compare_timestamps`: an update must not go back in
+/// time (equal timestamps are fine: the same commit may be pulled again).
+fn check_timestamp(
+    tx: &Transaction,
+    remote: &Remote,
+    from: &Checksum,
+    to: &Checksum,
+    to_commit: &Commit,
+) -> Result<()> {
+    let from_commit = Commit::from_bytes(&load_metadata(tx, remote, ObjectType::Commit, from)?)?;
+    if to_commit.timestamp < from_commit.timestamp {
+        return Err(Error::Invalid(format!(
+            "Upgrade target revision '{}' with timestamp '{}' is chronologically older than current revision '{}' with timestamp '{}'; use --allow-downgrade to permit",
+            object::to_hex(to),
+            crate::display::iso_date(to_commit.timestamp),
+            object::to_hex(from),
+            crate::display::iso_date(from_commit.timestamp)
+        )));
+    }
+    Ok(())
 }
 
 /// Fetches the trees of `commits` breadth first (one parallel batch per
 /// level), then every missing content object in parallel.
-fn fetch_trees(tx: &Transaction, remote: &Remote, commits: &[(Checksum, Commit)]) -> Result<()> {
+fn fetch_trees(
+    tx: &Transaction,
+    remote: &Remote,
+    commits: &[(Checksum, Commit)],
+    opts: &HttpPullOptions,
+) -> Result<()> {
     let mut seen: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
     let mut content: BTreeSet<Checksum> = BTreeSet::new();
     let mut level: Vec<(ObjectType, Checksum)> = Vec::new();
@@ -448,7 +624,7 @@ fn fetch_trees(tx: &Transaction, remote: &Remote, commits: &[(Checksum, Commit)]
         let body = remote.open(&rel)?.ok_or_else(|| {
             Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", remote.base))
         })?;
-        import_filez(tx, c, body)?;
+        import_filez(tx, c, body, opts)?;
         remote.fetched_content.fetch_add(1, Relaxed);
         Ok(())
     })
@@ -474,7 +650,7 @@ impl HttpPullStats {
 }
 
 /// GLib's `g_format_size`: SI units, one decimal.
-fn format_size(n: u64) -> String {
+pub fn format_size(n: u64) -> String {
     if n < 1000 {
         return format!("{n} bytes");
     }

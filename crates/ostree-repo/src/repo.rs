@@ -124,6 +124,21 @@ pub fn validate_ref(name: &str) -> Result<()> {
     }
 }
 
+/// Validates a collection ID: reverse-DNS, at least two `.`-separated
+/// elements of `[A-Za-z_-][A-Za-z0-9_-]*` (`ostree_validate_collection_id`).
+pub fn validate_collection_id(id: &str) -> Result<()> {
+    let elem_ok = |e: &str| {
+        let mut cs = e.chars();
+        matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '-')
+            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if id.len() <= 255 && id.split('.').count() >= 2 && id.split('.').all(elem_ok) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("Invalid collection ID {id}")))
+    }
+}
+
 /// Splits a refspec `[remote:]ref` and validates both parts.
 pub fn parse_refspec(spec: &str) -> Result<(Option<&str>, &str)> {
     let (remote, name) = match spec.split_once(':') {
@@ -455,6 +470,60 @@ impl Repo {
         }
     }
 
+    /// Whether deleting a commit leaves a tombstone (`core.tombstone-commits`).
+    pub fn tombstone_commits(&self) -> bool {
+        matches!(
+            self.config.get_bool("core", "tombstone-commits"),
+            Ok(Some(true))
+        )
+    }
+
+    /// Sets `core.tombstone-commits=true`. Upstream's CLI does this before
+    /// it deletes commits on request (`prune --delete-commit`,
+    /// `fsck --add-tombstones`), so pullers learn the deletion was deliberate.
+    pub fn enable_tombstone_commits(&mut self) -> Result<()> {
+        if self.tombstone_commits() {
+            return Ok(());
+        }
+        let mut kf = self.config.clone();
+        kf.set("core", "tombstone-commits", "true");
+        self.write_config(kf)
+    }
+
+    /// Deletes one loose object of this repository (never of `core.parent`)
+    /// and returns the bytes freed. Deleting a commit also deletes its
+    /// detached metadata and, with `core.tombstone-commits`, writes a
+    /// `.tombstone-commit` in its place.
+    pub fn delete_object(&self, ty: ObjectType, c: &Checksum) -> Result<u64> {
+        let p = self.object_path(ty, c);
+        let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
+        if ty == ObjectType::Commit {
+            let meta = self.object_path(ObjectType::CommitMeta, c);
+            match fs::remove_file(&meta) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("removing {}", meta.display()), e))
+                }
+                _ => {}
+            }
+        }
+        fs::remove_file(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::NotFound(format!(
+                    "Deleting object {}.{}: No such file or directory",
+                    object::to_hex(c),
+                    ty.extension()
+                ))
+            } else {
+                Error::io(format!("removing {}", p.display()), e)
+            }
+        })?;
+        if ty == ObjectType::Commit && self.tombstone_commits() {
+            let t = self.object_path(ObjectType::TombstoneCommit, c);
+            write_file_atomic(&t, &object::tombstone_bytes(c), self.fsync)?;
+        }
+        Ok(size)
+    }
+
     /// Lists all loose objects of the given types.
     pub fn list_objects(&self, want: &[ObjectType]) -> Result<Vec<(Checksum, ObjectType)>> {
         let mut out = Vec::new();
@@ -696,6 +765,71 @@ impl Repo {
         }
     }
 
+    /// `core.collection-id`: the collection this repository's own refs
+    /// (`refs/heads`) belong to.
+    pub fn collection_id(&self) -> Option<&str> {
+        self.config
+            .get("core", "collection-id")
+            .filter(|c| !c.is_empty())
+    }
+
+    /// Collection refs: `(collection, ref) -> commit` for the repository's
+    /// own refs (when it has a collection ID) and the mirrored refs of other
+    /// collections under `refs/mirrors/COLLECTION/`.
+    pub fn list_collection_refs(&self) -> Result<BTreeMap<(String, String), Checksum>> {
+        let mut out = BTreeMap::new();
+        if let Some(cid) = self.collection_id() {
+            let mut m = BTreeMap::new();
+            self.walk_refs(&self.path.join("refs/heads"), "", &mut m)?;
+            out.extend(m.into_iter().map(|(k, v)| ((cid.to_string(), k), v)));
+        }
+        let mirrors = self.path.join("refs/mirrors");
+        for e in fs::read_dir(&mirrors).into_iter().flatten().flatten() {
+            if !e.path().is_dir() {
+                continue;
+            }
+            let coll = e.file_name().to_string_lossy().into_owned();
+            let mut m = BTreeMap::new();
+            self.walk_refs(&e.path(), "", &mut m)?;
+            out.extend(m.into_iter().map(|(k, v)| ((coll.clone(), k), v)));
+        }
+        Ok(out)
+    }
+
+    /// Sets (or with `None` deletes) a collection ref: the repository's own
+    /// collection maps to `refs/heads`, others to `refs/mirrors/COLLECTION`.
+    pub fn set_collection_ref(
+        &self,
+        collection: &str,
+        name: &str,
+        target: Option<&Checksum>,
+    ) -> Result<()> {
+        validate_collection_id(collection)?;
+        if self.collection_id() == Some(collection) {
+            return self.set_ref(None, name, target);
+        }
+        validate_ref(name)?;
+        let root = self.path.join("refs/mirrors").join(collection);
+        let p = root.join(name);
+        match target {
+            Some(c) => {
+                let parent = p.parent().expect("ref path has a parent");
+                fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+                write_file_atomic(
+                    &p,
+                    format!("{}\n", object::to_hex(c)).as_bytes(),
+                    self.fsync,
+                )
+            }
+            None => match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(Error::io(format!("removing {}", p.display()), e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// Local refs that are symlinks to other local refs: alias -> target.
     pub fn list_aliases(&self) -> Result<BTreeMap<String, String>> {
         let heads = self.path.join("refs/heads");
@@ -907,6 +1041,22 @@ impl<'a> Transaction<'a> {
                 .expect("no panics while holding the lock")
                 .seen
                 .contains(&(ty, *c))
+    }
+
+    /// Reads a metadata object staged by this transaction, or else from the
+    /// repository.
+    pub fn read_metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
+        let staged = self
+            .staged
+            .lock()
+            .expect("no panics while holding the lock")
+            .seen
+            .contains(&(ty, *c));
+        if staged {
+            let p = self.staged_path(ty, c);
+            return fs::read(&p).map_err(io_err("reading", &p));
+        }
+        self.repo.read_metadata(ty, c)
     }
 
     fn tmp_name(&self) -> PathBuf {
@@ -1151,6 +1301,16 @@ impl<'a> Transaction<'a> {
                 }
             }
             fs::rename(&from, &to).map_err(io_err("renaming into", &to))?;
+            if *ty == ObjectType::Commit {
+                // The commit is back (e.g. pulled again): it is no longer deleted.
+                let t = self.repo.object_path(ObjectType::TombstoneCommit, c);
+                match fs::remove_file(&t) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(Error::io(format!("removing {}", t.display()), e))
+                    }
+                    _ => {}
+                }
+            }
         }
         if fsync && !staged.is_empty() {
             sys::syncfs(&self.repo.path)?;

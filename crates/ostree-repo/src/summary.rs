@@ -34,6 +34,20 @@ fn be64(v: u64) -> Value {
     Value::U64(u64::from_le_bytes(v.to_be_bytes()))
 }
 
+impl SummaryRef {
+    fn to_value(&self) -> Value {
+        Value::Struct(vec![
+            Value::Str(self.name.clone()),
+            Value::Struct(vec![
+                // Host (little-endian) order, unlike the timestamps.
+                Value::U64(self.commit_size),
+                Value::Bytes(self.checksum.to_vec()),
+                gvariant::vardict(&self.metadata),
+            ]),
+        ])
+    }
+}
+
 impl Summary {
     /// Serializes in normal form.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -41,20 +55,7 @@ impl Summary {
         Value::Struct(vec![
             Value::Array(
                 entry_t,
-                self.refs
-                    .iter()
-                    .map(|r| {
-                        Value::Struct(vec![
-                            Value::Str(r.name.clone()),
-                            Value::Struct(vec![
-                                // Host (little-endian) order, unlike the timestamps.
-                                Value::U64(r.commit_size),
-                                Value::Bytes(r.checksum.to_vec()),
-                                gvariant::vardict(&r.metadata),
-                            ]),
-                        ])
-                    })
-                    .collect(),
+                self.refs.iter().map(SummaryRef::to_value).collect(),
             ),
             gvariant::vardict(&self.metadata),
         ])
@@ -69,35 +70,65 @@ impl Summary {
         let Value::Struct(m) = v else {
             return Err(bad());
         };
-        let Value::Array(_, refs) = &m[0] else {
-            return Err(bad());
-        };
-        let mut out = Summary {
-            refs: Vec::new(),
+        Ok(Summary {
+            refs: refs_from_value(&m[0]).ok_or_else(bad)?,
             metadata: gvariant::vardict_entries(&m[1]).ok_or_else(bad)?,
-        };
-        for r in refs {
-            let Value::Struct(e) = r else {
-                return Err(bad());
-            };
-            let (Value::Str(name), Value::Struct(inner)) = (&e[0], &e[1]) else {
-                return Err(bad());
-            };
-            let (Value::U64(size), Value::Bytes(c)) = (&inner[0], &inner[1]) else {
-                return Err(bad());
-            };
-            out.refs.push(SummaryRef {
-                name: name.clone(),
-                commit_size: *size,
-                checksum: c.as_slice().try_into().map_err(|_| bad())?,
-                metadata: gvariant::vardict_entries(&inner[2]).ok_or_else(bad)?,
-            });
-        }
-        Ok(out)
+        })
     }
 }
 
-/// Builds the summary of `repo`'s local refs; `extra` metadata (from
+/// Decodes an `a(s(taya{sv}))` ref list (the summary's, or one collection's
+/// in `ostree.summary.collection-map`).
+pub fn refs_from_value(v: &Value) -> Option<Vec<SummaryRef>> {
+    let Value::Array(_, refs) = v else {
+        return None;
+    };
+    refs.iter()
+        .map(|r| {
+            let Value::Struct(e) = r else { return None };
+            let (Value::Str(name), Value::Struct(inner)) = (e.first()?, e.get(1)?) else {
+                return None;
+            };
+            let (Value::U64(size), Value::Bytes(c)) = (inner.first()?, inner.get(1)?) else {
+                return None;
+            };
+            Some(SummaryRef {
+                name: name.clone(),
+                commit_size: *size,
+                checksum: c.as_slice().try_into().ok()?,
+                metadata: gvariant::vardict_entries(inner.get(2)?)?,
+            })
+        })
+        .collect()
+}
+
+fn ref_entry(repo: &Repo, name: String, c: object::Checksum) -> Result<SummaryRef> {
+    let bytes = repo.read_metadata(ObjectType::Commit, &c)?;
+    let commit = object::Commit::from_bytes(&bytes)?;
+    let mut metadata = vec![(
+        "ostree.commit.timestamp".to_string(),
+        be64(commit.timestamp),
+    )];
+    if let Some(Value::Str(v)) = commit.meta("version") {
+        metadata.push(("ostree.commit.version".into(), Value::Str(v.clone())));
+    }
+    Ok(SummaryRef {
+        name,
+        commit_size: bytes.len() as u64,
+        checksum: c,
+        metadata,
+    })
+}
+
+fn refs_value(refs: &[SummaryRef]) -> Value {
+    Value::Array(
+        Type::parse("(s(taya{sv}))").expect("static type"),
+        refs.iter().map(SummaryRef::to_value).collect(),
+    )
+}
+
+/// Builds the summary of `repo`'s local refs (refs of other collections
+/// go to `ostree.summary.collection-map`); `extra` metadata (from
 /// `summary --add-metadata`) comes after the standard keys.
 pub fn build(repo: &Repo, extra: &[(String, Value)], now: u64) -> Result<Summary> {
     let mut refs = Vec::new();
@@ -105,27 +136,33 @@ pub fn build(repo: &Repo, extra: &[(String, Value)], now: u64) -> Result<Summary
         if name.contains(':') {
             continue; // remote refs are not advertised
         }
-        let bytes = repo.read_metadata(ObjectType::Commit, &c)?;
-        let commit = object::Commit::from_bytes(&bytes)?;
-        let mut metadata = vec![(
-            "ostree.commit.timestamp".to_string(),
-            be64(commit.timestamp),
-        )];
-        if let Some(Value::Str(v)) = commit.meta("version") {
-            metadata.push(("ostree.commit.version".into(), Value::Str(v.clone())));
-        }
-        refs.push(SummaryRef {
-            name,
-            commit_size: bytes.len() as u64,
-            checksum: c,
-            metadata,
-        });
+        refs.push(ref_entry(repo, name, c)?);
     }
     refs.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    // Refs of other collections (mirrors) go to the collection map.
+    let own = repo.collection_id().map(str::to_string);
+    let mut map: std::collections::BTreeMap<String, Vec<SummaryRef>> = Default::default();
+    for ((coll, name), c) in repo.list_collection_refs()? {
+        if Some(&coll) != own.as_ref() {
+            map.entry(coll).or_default().push(ref_entry(repo, name, c)?);
+        }
+    }
+    build_with(repo, refs, map, extra, now)
+}
+
+fn build_with(
+    repo: &Repo,
+    refs: Vec<SummaryRef>,
+    map: std::collections::BTreeMap<String, Vec<SummaryRef>>,
+    extra: &[(String, Value)],
+    now: u64,
+) -> Result<Summary> {
     let tombstones = repo
         .config()
         .get_bool("core", "tombstone-commits")?
         .unwrap_or(false);
+    // Upstream's key order: standard keys, the caller's, deltas,
+    // collections.
     let mut metadata = vec![
         (
             "ostree.summary.mode".to_string(),
@@ -136,19 +173,90 @@ pub fn build(repo: &Repo, extra: &[(String, Value)], now: u64) -> Result<Summary
             "ostree.summary.tombstone-commits".into(),
             Value::Bool(tombstones),
         ),
-        ("ostree.summary.indexed-deltas".into(), Value::Bool(true)),
     ];
-    if let Some(cid) = repo.config().get("core", "collection-id") {
+    for (k, v) in extra {
+        metadata.retain(|(mk, _)| mk != k);
+        metadata.push((k.clone(), v.clone()));
+    }
+    let no_deltas = repo
+        .config()
+        .get_bool("core", "no-deltas-in-summary")?
+        .unwrap_or(false);
+    let deltas = crate::delta::digests(repo)?;
+    if !deltas.is_empty() && !no_deltas {
+        metadata.push((
+            "ostree.static-deltas".into(),
+            crate::delta::digests_value(&deltas),
+        ));
+    }
+    if !map.is_empty() {
+        let entry_t = Type::parse("{sa(s(taya{sv}))}").expect("static type");
+        let entries = map
+            .iter()
+            .map(|(coll, refs)| {
+                Value::DictEntry(
+                    Box::new(Value::Str(coll.clone())),
+                    Box::new(refs_value(refs)),
+                )
+            })
+            .collect();
+        metadata.push((
+            "ostree.summary.collection-map".into(),
+            Value::Array(entry_t, entries),
+        ));
+    }
+    metadata.push(("ostree.summary.indexed-deltas".into(), Value::Bool(true)));
+    if let Some(cid) = repo.collection_id() {
         metadata.push((
             "ostree.summary.collection-id".into(),
             Value::Str(cid.into()),
         ));
     }
-    for (k, v) in extra {
-        metadata.retain(|(mk, _)| mk != k);
-        metadata.push((k.clone(), v.clone()));
-    }
     Ok(Summary { refs, metadata })
+}
+
+/// With a collection ID, `summary -u` also records the additional
+/// metadata as a new commit on the `ostree-metadata` ref (an empty tree,
+/// bound to the ref and collection, parented on the previous one), as
+/// upstream does for peer-to-peer clients.
+fn write_metadata_commit(
+    repo: &Repo,
+    cid: &str,
+    extra: &[(String, Value)],
+    now: u64,
+) -> Result<()> {
+    const REF: &str = "ostree-metadata";
+    let parent = repo.read_ref(None, REF)?;
+    let tx = repo.begin()?;
+    let dirmeta = object::DirMeta {
+        uid: 0,
+        gid: 0,
+        mode: object::mode::S_IFDIR | 0o755,
+        xattrs: Vec::new(),
+    };
+    let root_meta = tx.write_metadata(ObjectType::DirMeta, &dirmeta.to_bytes())?;
+    let root_tree =
+        tx.write_metadata(ObjectType::DirTree, &object::DirTree::default().to_bytes())?;
+    let mut metadata: Vec<(String, Value)> = extra.to_vec();
+    metadata.retain(|(k, _)| k != "ostree.collection-binding" && k != "ostree.ref-binding");
+    metadata.push(("ostree.collection-binding".into(), Value::Str(cid.into())));
+    metadata.push((
+        "ostree.ref-binding".into(),
+        Value::Array(Type::Str, vec![Value::Str(REF.into())]),
+    ));
+    let commit = object::Commit {
+        metadata,
+        parent,
+        related: Vec::new(),
+        subject: String::new(),
+        body: String::new(),
+        timestamp: now,
+        root_tree,
+        root_meta,
+    };
+    let c = tx.write_metadata(ObjectType::Commit, &commit.to_bytes())?;
+    tx.set_ref(None, REF, Some(c))?;
+    tx.commit()
 }
 
 /// Regenerates `summary` (atomically), drops the now-stale `summary.sig`
@@ -158,7 +266,11 @@ pub fn regenerate(repo: &mut Repo, extra: &[(String, Value)]) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    if let Some(cid) = repo.collection_id().map(str::to_string) {
+        write_metadata_commit(repo, &cid, extra, now)?;
+    }
     let s = build(repo, extra, now)?;
+    crate::delta::reindex(repo)?;
     if repo.config().get("core", "indexed-deltas").is_none() {
         let mut kf = repo.config().clone();
         kf.set("core", "indexed-deltas", "true");

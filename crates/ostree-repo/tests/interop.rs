@@ -566,6 +566,7 @@ fn fsck_detects_corruption_in_real_repo() {
         &ostree_repo::fsck::FsckOptions {
             all: true,
             delete: false,
+            ..Default::default()
         },
         &|_, _| {},
     )

@@ -1,6 +1,8 @@
-//! Crash consistency: a commit or pull-local killed with SIGKILL at random
-//! points must leave a repository that both the real `ostree fsck` and ours
-//! accept, and the rerun must complete with the same commit.
+//! Crash consistency: a commit, pull-local or HTTP pull (object by object,
+//! or through a static delta) killed with SIGKILL at random points must
+//! leave a repository that both the real `ostree fsck` and ours accept, and
+//! the rerun must complete with the same commit. HTTP is served by
+//! upstream's `ostree-trivial-httpd` (Debian package `ostree-tests`).
 //!
 //! The killed work runs in a child process (this test binary re-executed on
 //! the `child_worker` helper). `OSTREE_KILL_ITERATIONS` overrides the
@@ -38,6 +40,14 @@ fn child_worker() {
         ["commit", repo, tree] => {
             let repo = Repo::open(Path::new(repo)).unwrap();
             ostree_repo::commit::commit_dirs(&repo, &[PathBuf::from(tree)], &opts()).unwrap();
+        }
+        ["http", dst, url] => {
+            let dst = Repo::open(Path::new(dst)).unwrap();
+            let opts = ostree_repo::pull_http::HttpPullOptions {
+                remote: Some("origin".into()),
+                ..Default::default()
+            };
+            ostree_repo::pull_http::pull_http(&dst, url, &["kill/test".into()], &opts).unwrap();
         }
         ["pull", dst, src] => {
             let src = Repo::open(Path::new(src)).unwrap();
@@ -238,4 +248,62 @@ fn killed_pull_local_leaves_consistent_repo() {
         |p| format!("pull\n{}\n{}", p.display(), src_path.display()),
         |r| assert_eq!(r.resolve_rev("kill/test", false).unwrap(), Some(expected)),
     );
+}
+
+/// Serves `dir` over HTTP until `dir` is deleted (`--autoexit`).
+fn serve(dir: &Path) -> String {
+    let httpd = "/usr/libexec/libostree/ostree-trivial-httpd";
+    assert!(
+        Path::new(httpd).exists(),
+        "{httpd} missing: install the Debian package `ostree-tests`"
+    );
+    let portfile = dir.join("httpd-port");
+    let st = Command::new(httpd)
+        .args(["--autoexit", "--daemonize", "-p"])
+        .arg(&portfile)
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = fs::read_to_string(&portfile).unwrap();
+    format!("http://127.0.0.1:{}", port.trim())
+}
+
+fn killed_http_pull(with_delta: bool) {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    let srv = d.path().join("srv");
+    let src_path = srv.join("repo");
+    fs::create_dir_all(&srv).unwrap();
+    let mut src = Repo::create(&src_path, RepoMode::Archive).unwrap();
+    let expected =
+        ostree_repo::commit::commit_dirs(&src, std::slice::from_ref(&tree), &opts()).unwrap();
+    if with_delta {
+        let g = ostree_repo::delta::GenerateOptions::new(None, expected);
+        ostree_repo::delta::generate(&src, &g).unwrap();
+    }
+    ostree_repo::summary::regenerate(&mut src, &[]).unwrap();
+    let url = format!("{}/repo", serve(&srv));
+    kill_loop(
+        |p| fresh_repo(p, RepoMode::BareUser),
+        |p| format!("http\n{}\n{url}", p.display()),
+        |r| {
+            assert_eq!(
+                r.read_ref(Some("origin"), "kill/test").unwrap(),
+                Some(expected)
+            );
+            our_fsck(r);
+        },
+    );
+}
+
+#[test]
+fn killed_http_pull_leaves_consistent_repo() {
+    killed_http_pull(false);
+}
+
+#[test]
+fn killed_http_delta_pull_leaves_consistent_repo() {
+    killed_http_pull(true);
 }
