@@ -17,7 +17,8 @@
 //! Zincati's grace period ([`MAX_FINALIZE_POSTPONEMENTS`] × [`POSTPONEMENT_SECS`])
 //! before the reboot. Before finalizing, the agent durably records the attempt
 //! (from, to); the next start compares it with the booted release and the boot
-//! counter's record to conclude success or rollback.
+//! counter's record to conclude success or rollback, or, if the agent died
+//! between finalizing and starting the reboot, reboots first.
 //!
 //! Beyond Zincati: the deny-list survives restarts, releases the boot counter rolled
 //! back from are denied, staging that fails [`MAX_DEPLOY_ATTEMPTS`] times denies the
@@ -44,8 +45,9 @@ use crate::strategy::Strategy;
 
 /// Staging attempts before a release is given up (and, here, denied).
 pub const MAX_DEPLOY_ATTEMPTS: u32 = 12;
-/// Delay in states without a specific timer.
-pub const DEFAULT_REFRESH_SECS: u64 = 300;
+/// Delay in states without a specific timer, unless configured
+/// (`agent.timing.retry_interval_secs`).
+pub const DEFAULT_REFRESH_SECS: u64 = crate::config::DEFAULT_RETRY_INTERVAL_SECS;
 /// Finalization postponements while interactive users are logged in.
 pub const MAX_FINALIZE_POSTPONEMENTS: u32 = 10;
 /// Delay between those postponements: with the count, a 10-minute grace period.
@@ -231,8 +233,13 @@ pub enum Error {
 }
 
 /// Base delay after a tick that left the machine in `state`, before jitter, and
-/// whether jitter applies (Zincati's `get_refresh_delay`).
-pub fn refresh_period(state: &State, steady_interval: Duration) -> (Duration, bool) {
+/// whether jitter applies (Zincati's `get_refresh_delay`; its fixed 300 s for the
+/// other states is `retry_interval`, `agent.timing.retry_interval_secs`).
+pub fn refresh_period(
+    state: &State,
+    steady_interval: Duration,
+    retry_interval: Duration,
+) -> (Duration, bool) {
     match state {
         State::ReportedSteady | State::NoNewUpdate => (steady_interval, true),
         // Just postponed for logged-in users: come back in a minute, on time.
@@ -242,15 +249,23 @@ pub fn refresh_period(state: &State, steady_interval: Duration) -> (Duration, bo
             (Duration::from_secs(POSTPONEMENT_SECS), false)
         }
         State::End => (Duration::from_secs(END_STATE_REFRESH_SECS), true),
-        _ => (Duration::from_secs(DEFAULT_REFRESH_SECS), true),
+        _ => (retry_interval, true),
     }
 }
 
-/// Adds Zincati's jitter: `r × max(period/100, 1 s)` with `r` uniform in 0..=10,
-/// i.e. up to +10 %, so a fleet started together does not poll in lockstep.
+/// Adds Zincati's jitter: `r × period/100` with `r` uniform in 0..=10, i.e. up to
+/// +10 %, so a fleet started together does not poll in lockstep.
+///
+/// Zincati counts in whole seconds with a floor of 1 s per step, which for periods
+/// under 100 s means up to +10 s: a 1 s poll would wait up to 11 s. Periods of
+/// 100 s and more get Zincati's exact values; shorter ones keep the +10 % bound.
 pub fn with_jitter(period: Duration, r: u32) -> Duration {
-    let step = (period.as_secs() / 100).max(1);
-    period + Duration::from_secs(step * u64::from(r.min(10)))
+    let step = if period >= Duration::from_secs(100) {
+        Duration::from_secs(period.as_secs() / 100)
+    } else {
+        period / 100
+    };
+    period + step * r.min(10)
 }
 
 /// The update agent.
@@ -401,7 +416,11 @@ impl Agent {
         if immediate {
             return Ok(Duration::ZERO);
         }
-        let (period, jitter) = refresh_period(&self.state, self.config.steady_interval);
+        let (period, jitter) = refresh_period(
+            &self.state,
+            self.config.steady_interval,
+            self.config.retry_interval,
+        );
         Ok(if jitter {
             with_jitter(period, rand::thread_rng().gen_range(0..=10))
         } else {
@@ -457,7 +476,13 @@ impl Agent {
                 let reboot = self.env.reboot.clone();
                 let into = release.os_release();
                 match blocking(move || reboot.reboot(&into)).await {
-                    Ok(()) => State::End,
+                    Ok(()) => {
+                        self.store.reboot_started = true;
+                        if let Err(e) = self.save() {
+                            log(e);
+                        }
+                        State::End
+                    }
                     Err(e) => {
                         log(format!("reboot failed, retrying: {e}"));
                         State::UpdateFinalized { release }
@@ -526,6 +551,24 @@ impl Agent {
                 self.store.pending = None;
             }
         }
+        // Finalized, but the agent died before rebooting (the service manager
+        // restarted it): the default deployment is the target, so the reboot the
+        // strategy allowed is still owed. Going through Initialized instead would
+        // give a FleetLock slot back and leave the node waiting for a reboot that
+        // nobody starts, with the finalized release denied as a local deployment.
+        let owed = self
+            .store
+            .pending
+            .as_ref()
+            .map(|(_, to)| to.clone())
+            .filter(|to| {
+                !self.store.reboot_started
+                    && booted.release != *to
+                    && deployments
+                        .iter()
+                        .find(|d| !d.staged)
+                        .is_some_and(|d| d.release == *to)
+            });
         for r in &rolled_back {
             self.deny(r, DenyReason::RolledBack);
         }
@@ -582,6 +625,21 @@ impl Agent {
                 self.config.group,
                 self.config.strategy.name()
             ));
+            if let Some(to) = owed {
+                log(format!(
+                    "update to {} was finalized but the reboot did not happen; rebooting",
+                    to.version
+                ));
+                return Ok(State::UpdateFinalized {
+                    release: Release {
+                        version: to.version,
+                        payload: to.checksum,
+                        // Not persisted; only the graph needs it, and the graph
+                        // is not consulted again before the reboot.
+                        age_index: 0,
+                    },
+                });
+            }
             Ok(State::Initialized)
         } else {
             self.holds = vec![Hold::UpdatesDisabled];
@@ -790,6 +848,7 @@ impl Agent {
         // Recorded before finalizing: after the reboot, this is how the next start
         // knows what it was trying to do.
         self.store.pending = Some((from, target.clone()));
+        self.store.reboot_started = false;
         self.save()?;
         let os = self.env.os.clone();
         let t = target.clone();
@@ -834,9 +893,14 @@ mod tests {
         let p = Duration::from_secs(300);
         assert_eq!(with_jitter(p, 0), p);
         assert_eq!(with_jitter(p, 10), Duration::from_secs(330));
+        // Short periods keep the +10 % bound instead of Zincati's 1 s floor.
         assert_eq!(
             with_jitter(Duration::from_secs(60), 10),
-            Duration::from_secs(70)
+            Duration::from_secs(66)
+        );
+        assert_eq!(
+            with_jitter(Duration::from_secs(1), 10),
+            Duration::from_millis(1100)
         );
         assert_eq!(
             with_jitter(Duration::from_secs(10800), 5),
@@ -847,11 +911,16 @@ mod tests {
     #[test]
     fn periods() {
         let s = Duration::from_secs(42);
-        assert_eq!(refresh_period(&State::NoNewUpdate, s).0, s);
-        assert_eq!(refresh_period(&State::End, s).0, Duration::from_secs(10800));
+        let r = Duration::from_secs(300);
+        assert_eq!(refresh_period(&State::NoNewUpdate, s, r).0, s);
         assert_eq!(
-            refresh_period(&State::Initialized, s).0,
-            Duration::from_secs(300)
+            refresh_period(&State::End, s, r).0,
+            Duration::from_secs(10800)
+        );
+        assert_eq!(refresh_period(&State::Initialized, s, r).0, r);
+        assert_eq!(
+            refresh_period(&State::Initialized, s, Duration::from_secs(2)).0,
+            Duration::from_secs(2)
         );
     }
 

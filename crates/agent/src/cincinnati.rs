@@ -380,8 +380,19 @@ pub fn find_update(
         })
         .max_by(|a, b| a.0.key().cmp(&b.0.key()));
     if let Some((newest, node)) = newest {
-        if denied.contains_key(&newest.payload) {
-            // Already explained by a Denied hold if it was an edge target.
+        if let Some(why) = denied.get(&newest.payload) {
+            // An edge target was explained above; a release no longer offered
+            // (e.g. its rollout paused) is still the reason nothing newer comes.
+            let explained = sel
+                .holds
+                .iter()
+                .any(|h| matches!(h, Hold::Denied { version, .. } if *version == newest.version));
+            if !explained {
+                sel.holds.push(Hold::Denied {
+                    version: newest.version.clone(),
+                    reason: why.clone(),
+                });
+            }
         } else if let Some((t, tnode)) = best.as_ref().filter(|(_, n)| n.flag(BARRIER)) {
             sel.holds.push(Hold::Barrier {
                 barrier: t.version.clone(),

@@ -12,6 +12,10 @@
 //! mistyped `updates.enable = false` must not lead to an unexpected reboot,
 //! coreos/zincati#1160), and every problem of every file is reported at once, each
 //! naming its file and dotted key.
+//!
+//! One key is a ferrocore extension: `agent.timing.retry_interval_secs`, the delay
+//! Zincati hard-codes at 300 s for a staged update re-asking its strategy (window,
+//! lock) and for retried staging or steady-state reports.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +36,10 @@ pub const DEFAULT_DIRS: [&str; 3] = [
 
 /// Default polling period (Zincati's shipped `10-agent.toml`).
 pub const DEFAULT_STEADY_INTERVAL_SECS: u64 = 300;
+
+/// Default delay before retrying a step that must wait for someone else
+/// (Zincati's fixed `DEFAULT_REFRESH_PERIOD_SECS`).
+pub const DEFAULT_RETRY_INTERVAL_SECS: u64 = 300;
 
 /// One configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +125,10 @@ pub struct Config {
     pub strategy: StrategyConfig,
     /// `agent.timing.steady_interval_secs`.
     pub steady_interval: Duration,
+    /// `agent.timing.retry_interval_secs` (ferrocore extension): delay before a
+    /// staged update asks its strategy again, and before staging or reporting
+    /// steady state is retried. Zincati hard-codes 300 s.
+    pub retry_interval: Duration,
     /// Fragments applied, in order.
     pub fragments: Vec<PathBuf>,
     /// Non-fatal findings, e.g. files ignored for not ending in `.toml`.
@@ -137,6 +149,7 @@ struct Fragment {
     time_zone: Option<String>,
     windows: Vec<Window>,
     steady: Option<u64>,
+    retry: Option<u64>,
 }
 
 struct Reader<'a> {
@@ -221,10 +234,15 @@ impl Reader<'_> {
                     if let Some(t) = self.table(v, "agent", &["timing"]) {
                         if let Some(timing) = t.get("timing") {
                             let key = "agent.timing";
-                            if let Some(t) = self.table(timing, key, &["steady_interval_secs"]) {
+                            let known = ["steady_interval_secs", "retry_interval_secs"];
+                            if let Some(t) = self.table(timing, key, &known) {
                                 if let Some(s) = t.get("steady_interval_secs") {
                                     let key = "agent.timing.steady_interval_secs";
                                     f.steady = self.integer(s, key, 1, i64::MAX).map(|i| i as u64);
+                                }
+                                if let Some(s) = t.get("retry_interval_secs") {
+                                    let key = "agent.timing.retry_interval_secs";
+                                    f.retry = self.integer(s, key, 1, i64::MAX).map(|i| i as u64);
                                 }
                             }
                         }
@@ -598,6 +616,7 @@ impl Config {
         let mut time_zone: Option<(PathBuf, String)> = None;
         let mut windows = Vec::new();
         let mut steady = None;
+        let mut retry = None;
         for (file, f) in frags {
             group = f.group.or(group);
             node_uuid = f.node_uuid.or(node_uuid);
@@ -610,6 +629,7 @@ impl Config {
             time_zone = f.time_zone.map(|z| (file.clone(), z)).or(time_zone);
             windows.extend(f.windows);
             steady = f.steady.or(steady);
+            retry = f.retry.or(retry);
         }
         let (strategy_file, strategy_name) =
             strategy.unwrap_or_else(|| (PathBuf::new(), String::new()));
@@ -655,6 +675,7 @@ impl Config {
             allow_downgrade: allow_downgrade.unwrap_or(false),
             strategy,
             steady_interval: Duration::from_secs(steady.unwrap_or(DEFAULT_STEADY_INTERVAL_SECS)),
+            retry_interval: Duration::from_secs(retry.unwrap_or(DEFAULT_RETRY_INTERVAL_SECS)),
             fragments: files,
             warnings,
         })

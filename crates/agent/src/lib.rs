@@ -29,5 +29,7 @@ pub mod weekly;
 
 pub use agent::{Agent, Clock, Env, Paths, State, SystemClock};
 pub use config::{Config, ConfigError};
-pub use os::{Booted, LocalDeployment, Os, OsError, OsRelease, Reboot, SystemctlReboot};
+pub use os::{
+    Booted, CommandReboot, LocalDeployment, Os, OsError, OsRelease, Reboot, SystemctlReboot,
+};
 pub use sysroot_os::SysrootOs;

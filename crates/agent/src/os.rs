@@ -136,9 +136,83 @@ impl Reboot for SystemctlReboot {
     }
 }
 
+/// Reboots by running a configured command (`ferrocore agent run
+/// --reboot-command`): a site's own reboot procedure, or a recorder in tests.
+///
+/// The command gets the target in `FERROCORE_REBOOT_VERSION` and
+/// `FERROCORE_REBOOT_CHECKSUM`; a non-zero exit is a failed reboot, which the
+/// agent retries.
+#[derive(Debug, Clone)]
+pub struct CommandReboot {
+    argv: Vec<String>,
+}
+
+impl CommandReboot {
+    /// Parses `command`: a program and its arguments separated by whitespace (no
+    /// shell quoting; use a script for anything more).
+    pub fn parse(command: &str) -> Result<CommandReboot, OsError> {
+        let argv: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+        if argv.is_empty() {
+            return Err(OsError("empty reboot command".into()));
+        }
+        Ok(CommandReboot { argv })
+    }
+
+    /// Program and arguments.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+}
+
+impl Reboot for CommandReboot {
+    fn reboot(&self, into: &OsRelease) -> Result<(), OsError> {
+        let out = std::process::Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .env("FERROCORE_REBOOT_VERSION", &into.version)
+            .env("FERROCORE_REBOOT_CHECKSUM", &into.checksum)
+            .output()
+            .map_err(|e| OsError(format!("cannot run reboot command {:?}: {e}", self.argv[0])))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(OsError(format!(
+                "reboot command {:?}: {}: {}",
+                self.argv.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::session_ids;
+    use super::{session_ids, CommandReboot, OsRelease, Reboot};
+
+    #[test]
+    fn reboot_command() {
+        assert!(CommandReboot::parse("  ").is_err());
+        let tmp = std::env::temp_dir().join(format!("agent-reboot-{}", std::process::id()));
+        let script = format!(
+            "printf '%s %s' \"$FERROCORE_REBOOT_VERSION\" \"$FERROCORE_REBOOT_CHECKSUM\" > {}",
+            tmp.display()
+        );
+        let r = CommandReboot::parse("sh -c").unwrap();
+        assert_eq!(r.argv(), ["sh", "-c"]);
+        // `sh -c` needs the script as one argument: build the command by hand.
+        let r = CommandReboot {
+            argv: vec!["sh".into(), "-c".into(), script],
+        };
+        let into = OsRelease {
+            version: "2".into(),
+            checksum: "ab".into(),
+        };
+        r.reboot(&into).unwrap();
+        assert_eq!(std::fs::read_to_string(&tmp).unwrap(), "2 ab");
+        let _ = std::fs::remove_file(&tmp);
+        let e = CommandReboot::parse("false").unwrap().reboot(&into);
+        assert!(e.unwrap_err().to_string().contains("exit status: 1"));
+    }
 
     #[test]
     fn session_list() {

@@ -114,6 +114,11 @@ pub struct Store {
     pub denied: BTreeMap<String, Denied>,
     /// Update finalized before the last reboot: (from, to).
     pub pending: Option<(OsRelease, OsRelease)>,
+    /// The reboot into `pending` was started. Until then, an agent restarted
+    /// without being booted into it owes that reboot; afterwards it must not
+    /// reboot again (a boot that fell back would loop).
+    #[serde(default)]
+    pub reboot_started: bool,
     /// Reports to deliver.
     pub outbox: Vec<OutcomeReport>,
 }

@@ -71,6 +71,11 @@ fn defaults_and_shipped_fragments() {
     assert!(c.updates_enabled);
     assert!(matches!(c.strategy, StrategyConfig::Immediate));
     assert_eq!(c.steady_interval, Duration::from_secs(300));
+    assert_eq!(
+        c.retry_interval,
+        Duration::from_secs(300),
+        "Zincati's fixed period"
+    );
     assert_eq!(c.cincinnati_base_url, None);
 
     zincati_defaults(&d.usr);
@@ -90,7 +95,7 @@ fn later_directory_replaces_same_name_and_names_order_merging() {
     write(
         &d.etc,
         "10-agent.toml",
-        "[agent.timing]\nsteady_interval_secs = 60\n",
+        "[agent.timing]\nsteady_interval_secs = 60\nretry_interval_secs = 5\n",
     );
     // /etc beats /run for the same name (Zincati's scan order).
     write(
@@ -105,6 +110,7 @@ fn later_directory_replaces_same_name_and_names_order_merging() {
     );
     let c = d.load().unwrap();
     assert_eq!(c.steady_interval, Duration::from_secs(60));
+    assert_eq!(c.retry_interval, Duration::from_secs(5));
     assert_eq!(c.group, "from-etc");
     // But a later *name* wins over directory: 90- in /run overrides 40- in /etc.
     write(&d.run, "90-group.toml", "[identity]\ngroup = \"ninety\"\n");
@@ -240,6 +246,7 @@ days = [ "Mon" ]
 
 [agent.timing]
 steady_interval_secs = 0
+retry_interval_secs = -1
 "#,
     );
     write(&d.run, "10-broken.toml", "[updates\nenabled = true\n");
@@ -269,6 +276,7 @@ steady_interval_secs = 0
         ("50-bad.toml", "updates.periodic.window[0].start_time"),
         ("50-bad.toml", "updates.periodic.window[0].length_minutes"),
         ("50-bad.toml", "agent.timing.steady_interval_secs"),
+        ("50-bad.toml", "agent.timing.retry_interval_secs"),
     ];
     let mut got_sorted = got.clone();
     got_sorted.sort();

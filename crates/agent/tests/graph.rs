@@ -50,6 +50,20 @@ fn docs_response_picks_the_rollout() {
         }]
     );
 
+    // Once it is not offered any more (a paused rollout), the node still says
+    // the newest release is denied on it rather than that nothing holds it.
+    let mut hidden = g.clone();
+    hidden.edges.clear();
+    let sel = find_update(&hidden, &b, &denied, false, None, 0).unwrap();
+    assert_eq!(sel.target, None);
+    assert_eq!(
+        sel.holds,
+        [Hold::Denied {
+            version: "32.20200601.1.1".into(),
+            reason: "rolled back after boot".into()
+        }]
+    );
+
     // The newest node booted: nothing newer, nothing held.
     let b2 = booted("32.20200601.1.1", &t.payload);
     let sel = find_update(&g, &b2, &NONE, false, None, 0).unwrap();

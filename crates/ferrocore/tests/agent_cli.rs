@@ -100,3 +100,46 @@ fn status_text_and_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["holds"][0]["kind"], "lock_busy");
 }
+
+#[test]
+fn run_rejects_bad_node_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    let missing = tmp.path().join("missing");
+    let mid = tmp.path().join("machine-id");
+    std::fs::write(&mid, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let out = run(&[
+        "agent",
+        "run",
+        "--sysroot",
+        d,
+        "--config-dirs",
+        d,
+        "--booted-root",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--booted-root {}: not a directory",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    let out = run(&[
+        "agent",
+        "run",
+        "--sysroot",
+        d,
+        "--config-dirs",
+        d,
+        "--machine-id",
+        mid.to_str().unwrap(),
+        "--reboot-command",
+        " ",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("empty reboot command"), "{stderr}");
+}

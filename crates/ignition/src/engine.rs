@@ -26,6 +26,8 @@ pub enum Stage {
     Fetch,
     /// Kernel arguments, through the distro's `ignition-kargs-helper`.
     Kargs,
+    /// Partitions, RAID arrays, LUKS volumes, filesystems.
+    Disks,
     /// Mount filesystems that have a `path` under the root.
     Mount,
     /// Unmount them again.
@@ -41,6 +43,7 @@ impl Stage {
             Stage::FetchOffline => "fetch-offline",
             Stage::Fetch => "fetch",
             Stage::Kargs => "kargs",
+            Stage::Disks => "disks",
             Stage::Mount => "mount",
             Stage::Umount => "umount",
             Stage::Files => "files",
@@ -58,11 +61,7 @@ impl std::str::FromStr for Stage {
             "kargs" => Stage::Kargs,
             "mount" => Stage::Mount,
             "umount" => Stage::Umount,
-            "disks" => {
-                return Err(Error::new(
-                    "stage \"disks\" is not implemented by ferrocore yet (fetch-offline, fetch, kargs, mount, files and umount are)",
-                ))
-            }
+            "disks" => Stage::Disks,
             _ => return Err(Error::new(format!("invalid stage {s:?}"))),
         })
     }
@@ -90,6 +89,13 @@ pub struct Options {
     pub kernel_cmdline: PathBuf,
     /// Fetch deadline for the provider config (`-fetch-timeout`, default 2 min).
     pub fetch_timeout: Duration,
+    /// How long the disks stage waits for each device node to appear
+    /// (upstream waits on systemd's device units: 90 s by default).
+    pub device_timeout: Duration,
+    /// Run shadow-utils (`useradd`, `groupadd`, `usermod`, ...) inside the
+    /// root, as `chroot ROOT useradd ...`, instead of the host's with
+    /// `--root ROOT`: ferrocore's initramfs has no shadow-utils of its own.
+    pub tools_in_root: bool,
 }
 
 impl Options {
@@ -109,6 +115,8 @@ impl Options {
             neednet: PathBuf::from("/run/ignition/neednet"),
             kernel_cmdline: PathBuf::from("/proc/cmdline"),
             fetch_timeout: Duration::from_secs(120),
+            device_timeout: Duration::from_secs(90),
+            tools_in_root: false,
         }
     }
 }
@@ -180,6 +188,15 @@ fn run_inner(opts: &Options, stage: Stage) -> Result<Outcome> {
             kargs(&full.kernel_arguments)?;
             Ok(Outcome::Done)
         }
+        Stage::Disks => {
+            let cfg = read_cache(&opts.config_cache)?;
+            update_fetcher(&mut fetcher, &cfg, "$")?;
+            let full = ignition_config::merge(&base, &cfg);
+            let res = crate::disks::run(&full, &mut state, &mut fetcher, opts.device_timeout);
+            // LUKS keys recorded before a later failure still belong in the state.
+            state.save(&opts.state_file)?;
+            res.map(|_| Outcome::Done)
+        }
         Stage::Mount => {
             let cfg = read_cache(&opts.config_cache)?;
             let full = ignition_config::merge(&base, &cfg);
@@ -217,8 +234,10 @@ fn run_inner(opts: &Options, stage: Stage) -> Result<Outcome> {
                     .map(|s| s.trim().to_string())
                     .unwrap_or_default(),
                 date: rfc3339_now(),
+                tools_in_root: opts.tools_in_root,
             };
             files::run(&opts.root, &full, &mut fetcher, &info)?;
+            crate::disks::write_crypttab(&opts.root, &full, &state)?;
             state.failure = None;
             state.save(&opts.state_file)?;
             Ok(Outcome::Done)
@@ -576,11 +595,7 @@ mod tests {
     #[test]
     fn stages_parse() {
         assert_eq!("files".parse::<Stage>().unwrap(), Stage::Files);
-        assert!("disks"
-            .parse::<Stage>()
-            .unwrap_err()
-            .message
-            .contains("not implemented"));
+        assert_eq!("disks".parse::<Stage>().unwrap(), Stage::Disks);
         assert!("bogus".parse::<Stage>().is_err());
     }
 }

@@ -34,11 +34,13 @@ pub struct RunInfo {
     pub date: String,
     /// Mountpoints the mount stage created (root-relative).
     pub notated_directories: Vec<String>,
+    /// Run shadow-utils inside the root (see `Options::tools_in_root`).
+    pub tools_in_root: bool,
 }
 
 /// Applies the files stage of `cfg` to `root`.
 pub fn run(root: &Path, cfg: &Config, fetcher: &mut Fetcher, info: &RunInfo) -> Result<()> {
-    create_passwd(root, cfg, &info.notated_directories)
+    create_passwd(root, cfg, &info.notated_directories, info.tools_in_root)
         .map_err(|e| e.context("failed to create users/groups"))?;
     create_entries(root, cfg, fetcher).map_err(|e| e.context("failed to create files"))?;
     create_units(root, cfg).map_err(|e| e.context("failed to create units"))?;
@@ -46,15 +48,15 @@ pub fn run(root: &Path, cfg: &Config, fetcher: &mut Fetcher, info: &RunInfo) -> 
     Ok(())
 }
 
-fn create_passwd(root: &Path, cfg: &Config, notated: &[String]) -> Result<()> {
+fn create_passwd(root: &Path, cfg: &Config, notated: &[String], in_root: bool) -> Result<()> {
     for (i, g) in cfg.passwd.groups.iter().enumerate() {
-        passwd::ensure_group(root, g)
+        passwd::ensure_group(root, g, in_root)
             .map_err(|e| e.context(format!("failed to create group {:?}", g.name)))
             .map_err(|e| e.or_at(&format!("$.passwd.groups.{i}")))?;
     }
     for (i, u) in cfg.passwd.users.iter().enumerate() {
         let at = format!("$.passwd.users.{i}");
-        passwd::ensure_user(root, u).map_err(|e| {
+        passwd::ensure_user(root, u, in_root).map_err(|e| {
             e.context(format!("failed to create user {:?}", u.name))
                 .or_at(&at)
         })?;
@@ -62,7 +64,7 @@ fn create_passwd(root: &Path, cfg: &Config, notated: &[String]) -> Result<()> {
             continue;
         }
         passwd::own_notated_dirs(root, &u.name, notated).map_err(|e| e.or_at(&at))?;
-        passwd::set_password_hash(root, u).map_err(|e| {
+        passwd::set_password_hash(root, u, in_root).map_err(|e| {
             e.context(format!("failed to set password for {:?}", u.name))
                 .or_at(&format!("{at}.passwordHash"))
         })?;

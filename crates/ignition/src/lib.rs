@@ -11,6 +11,8 @@
 //! * [`Error`]: `path` (config path, when one field is to blame) and `message`.
 //! * [`resource::Fetcher`]: `data:`/http(s) fetching with gzip and hash checks.
 //! * [`path::join_path`]: upstream's symlink-safe path resolution in a root.
+//! * [`plan::plan`]: what the disks stage would create, keep or destroy.
+//! * [`gpt::read`]: a disk's GPT partition entries.
 //!
 //! # Stages
 //!
@@ -28,7 +30,12 @@
 //!   directories/files/links by depth with hard links last, systemd units,
 //!   drop-ins, masks, presets, `/etc/.ignition-result.json`.
 //!
-//! Not yet: disks (rejected with a clear error), SELinux
+//! * `disks`: GPT partitions (`sgdisk`, upstream's matching rules), RAID
+//!   (`mdadm`), LUKS2 with a key file (`cryptsetup`), filesystems (`blkid`
+//!   probe, reuse or `wipefs` + `mkfs.*`); LUKS key files and `/etc/crypttab`
+//!   are written by `files`. [`plan::plan`] is its dry run.
+//!
+//! Not yet: clevis/CEX LUKS bindings (clear error), SELinux
 //! relabelling, tftp/s3/gs/arn sources ("unsupported source scheme").
 //!
 //! ```no_run
@@ -39,12 +46,15 @@
 
 #![warn(missing_docs)]
 
+mod disks;
 mod engine;
 mod error;
 mod files;
+pub mod gpt;
 mod mount;
 mod passwd;
 pub mod path;
+pub mod plan;
 pub mod resource;
 mod state;
 

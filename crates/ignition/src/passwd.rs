@@ -60,10 +60,32 @@ fn read_db(root: &Path, db: &str) -> Result<String> {
     }
 }
 
-/// Runs a shadow-utils command; failure carries the command line and output.
-fn run(cmd: &str, args: &[String]) -> Result<()> {
-    let out = Command::new(cmd)
-        .args(args)
+/// Runs a shadow-utils command on `root`: the host's tool with
+/// `--root ROOT`, or with `in_root` the root's own tool chrooted into it
+/// (same files written: `--root` makes shadow-utils chroot itself).
+/// Failure carries the command line and output.
+fn run(cmd: &str, root: &Path, in_root: bool, args: &[String]) -> Result<()> {
+    let mut args = args.to_vec();
+    let mut c = Command::new(cmd);
+    if in_root {
+        let dir = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::new(format!("root {} contains NUL", root.display())))?;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls
+        // (chroot, chdir) on memory owned by the closure.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::chroot(dir.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    } else {
+        args.splice(0..0, ["--root".to_string(), root_arg(root)]);
+    }
+    let out = c
+        .args(&args)
         .output()
         .map_err(|e| Error::new(format!("running {cmd}: {}", io_msg(&e))))?;
     if !out.status.success() {
@@ -96,19 +118,16 @@ fn root_arg(root: &Path) -> String {
 
 /// Creates or deletes one group (upstream `EnsureGroup`, 2.14.0 flavour:
 /// `groupadd` even if the group exists, which then fails).
-pub fn ensure_group(root: &Path, g: &PasswdGroup) -> Result<()> {
+pub fn ensure_group(root: &Path, g: &PasswdGroup, in_root: bool) -> Result<()> {
     let exists = lookup_group(root, &g.name)?.is_some();
     if g.should_exist == Some(false) {
         if exists {
-            run(
-                "groupdel",
-                &[String::from("--root"), root_arg(root), g.name.clone()],
-            )
-            .map_err(|e| e.context(format!("failed to delete group {:?}", g.name)))?;
+            run("groupdel", root, in_root, std::slice::from_ref(&g.name))
+                .map_err(|e| e.context(format!("failed to delete group {:?}", g.name)))?;
         }
         return Ok(());
     }
-    let mut args = vec!["--root".to_string(), root_arg(root)];
+    let mut args = Vec::new();
     if let Some(gid) = g.gid {
         args.extend(["--gid".into(), gid.to_string()]);
     }
@@ -121,7 +140,7 @@ pub fn ensure_group(root: &Path, g: &PasswdGroup) -> Result<()> {
         args.push("--system".into());
     }
     args.push(g.name.clone());
-    run("groupadd", &args)
+    run("groupadd", root, in_root, &args)
 }
 
 fn push_if_set(args: &mut Vec<String>, flag: &str, v: &Option<String>) {
@@ -133,24 +152,21 @@ fn push_if_set(args: &mut Vec<String>, flag: &str, v: &Option<String>) {
 }
 
 /// Creates, modifies or deletes one user (upstream `EnsureUser`).
-pub fn ensure_user(root: &Path, u: &PasswdUser) -> Result<()> {
+pub fn ensure_user(root: &Path, u: &PasswdUser, in_root: bool) -> Result<()> {
     let exists = lookup_user(root, &u.name)?.is_some();
     if u.should_exist == Some(false) {
         if exists {
             run(
                 "userdel",
-                &[
-                    "--remove".into(),
-                    "--root".into(),
-                    root_arg(root),
-                    u.name.clone(),
-                ],
+                root,
+                in_root,
+                &["--remove".into(), u.name.clone()],
             )
             .map_err(|e| e.context(format!("failed to delete user {:?}", u.name)))?;
         }
         return Ok(());
     }
-    let mut args = vec!["--root".to_string(), root_arg(root)];
+    let mut args = Vec::new();
     let cmd = if exists {
         if let Some(h) = u.home_dir.as_deref().filter(|h| !h.is_empty()) {
             args.extend(["--home".into(), h.to_string(), "--move-home".into()]);
@@ -193,7 +209,7 @@ pub fn ensure_user(root: &Path, u: &PasswdUser) -> Result<()> {
     }
     push_if_set(&mut args, "--shell", &u.shell);
     args.push(u.name.clone());
-    run(cmd, &args)
+    run(cmd, root, in_root, &args)
 }
 
 /// Mountpoints the mount stage created at or below the user's home were made
@@ -221,20 +237,16 @@ pub fn own_notated_dirs(root: &Path, name: &str, notated: &[String]) -> Result<(
 
 /// `usermod --password` when a hash is configured ("" locks: `*`), as upstream
 /// does after creating the user.
-pub fn set_password_hash(root: &Path, u: &PasswdUser) -> Result<()> {
+pub fn set_password_hash(root: &Path, u: &PasswdUser, in_root: bool) -> Result<()> {
     let Some(h) = u.password_hash.as_deref() else {
         return Ok(());
     };
     let h = if h.is_empty() { "*" } else { h };
     run(
         "usermod",
-        &[
-            "--root".into(),
-            root_arg(root),
-            "--password".into(),
-            h.into(),
-            u.name.clone(),
-        ],
+        root,
+        in_root,
+        &["--password".into(), h.into(), u.name.clone()],
     )
 }
 
@@ -345,5 +357,21 @@ mod tests {
         assert!(lookup_user(t.path(), "nobody").unwrap().is_none());
         assert_eq!(lookup_group(t.path(), "wheel").unwrap(), Some(10));
         assert_eq!(lookup_group(t.path(), "whee").unwrap(), None);
+    }
+
+    #[test]
+    fn tools_in_root_run_the_roots_own_binaries() {
+        // The host has useradd; an empty root has none, so the chrooted
+        // lookup must fail where the host's tool would have been found.
+        let t = tempfile::tempdir().unwrap();
+        let u = PasswdUser {
+            name: "core".into(),
+            ..Default::default()
+        };
+        let e = ensure_user(t.path(), &u, true).unwrap_err();
+        assert!(
+            e.message.starts_with("running useradd: no such file"),
+            "{e}"
+        );
     }
 }

@@ -49,7 +49,8 @@ pub struct State {
     /// Configs fetched by the fetch stages.
     #[serde(rename = "fetchedConfigs", default, deserialize_with = "null_as_empty")]
     pub fetched_configs: Vec<FetchedConfig>,
-    /// LUKS key files awaiting the files stage (disks stage; unused so far).
+    /// LUKS key files (data URLs by volume name) recorded by the disks stage
+    /// for the files stage to persist under `/etc/luks/`.
     #[serde(rename = "luksPersistKeyFiles", default)]
     pub luks_persist_key_files: Option<serde_json::Map<String, serde_json::Value>>,
     /// Directories made by the mount stage, relative to the root.

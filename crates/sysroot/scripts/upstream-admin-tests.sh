@@ -2,8 +2,8 @@
 # Runs upstream's `ostree admin` tests (Debian package ostree-tests) against
 # ferrocore's sysroot implementation: `ostree admin ...` goes to
 # `ferrocore admin`, every other `ostree` command to the real ostree (the
-# store has its own test runs). Until the ostree personality routes `admin`
-# itself, `admin status` is asked for upstream's layout explicitly.
+# store has its own test runs; FERROCORE_OSTREE_ALL=1 sends everything to ours).
+# `admin status` is asked for upstream's layout explicitly.
 #
 # Usage: upstream-admin-tests.sh /path/to/ferrocore [TEST.sh...]
 # Prints one line per test: name, exit code, ok count / plan.
@@ -32,6 +32,9 @@ fi
 exec /usr/bin/ostree "\$@"
 WRAP
 chmod +x "$bin/ostree"
+# FERROCORE_OSTREE_ALL=1: every `ostree` command is ours (the multi-call binary
+# under the name `ostree`), not only `admin`.
+if [ "${FERROCORE_OSTREE_ALL:-0}" = 1 ]; then ln -sf "$ferrocore" "$bin/ostree"; fi
 failed=0
 for t in "${tests[@]}"; do
   d=$(mktemp -d /tmp/sysroot-itest.XXXXXX)

@@ -8,22 +8,21 @@
 //! * BLS / systemd-boot ([`Bls`]): the counter is the entry file name
 //!   (`+LEFT-DONE`); the firmware-side loader renames before each attempt,
 //!   sorts spent entries last, and `boot-complete` renames back.
-//! * GRUB (design, not implemented): GRUB cannot rename files but can
-//!   rewrite its 1 KiB `grubenv` block. The backend would store
-//!   `boot_counter=<tries>` and `boot_entry=<entry stem>` in
-//!   `/boot/grub2/grubenv` when a counted default is written (from
-//!   `write_config`, before the `/boot/loader` swap, since grubenv is
-//!   updated in place atomically by GRUB's own writer), and ship a
-//!   `grub.cfg` snippet run before `blscfg`: if `boot_entry` names the
-//!   default and `boot_counter` is 0, `set default=1` (the rollback
-//!   entry, sorted second by `version`); else decrement and `save_env
-//!   boot_counter`. `mark_good` clears both variables; `boot-complete`
-//!   then sees "booted index 1 while the default's counter is spent" the
-//!   same way and records the failure, so the rest of the machinery is
-//!   shared. This is Fedora's `grub2-boot-success` scheme keyed to one
-//!   entry.
+//! * GRUB ([`Grub`](crate::grub::Grub), for GRUBs without `blscfg`): GRUB
+//!   cannot rename files but can rewrite its 1 KiB `grubenv` block in
+//!   place. `write_config` renders `loader.B/grub.cfg` (swapped with the
+//!   entries) and, for a counted default, stores `boot_entry=<menu entry
+//!   id>` and `boot_counter=<tries>` in `/boot/grub/grubenv`. The menu
+//!   counts down by string comparison and `save_env`s before each attempt;
+//!   at `0` it boots the previous entry. [`Bootloader::live_counter`] turns
+//!   the grubenv count into the `(left, done)` the rest of the crate uses,
+//!   so `boot-complete` sees "booted index 1 while the default's counter is
+//!   spent" exactly as with systemd-boot and records the failure;
+//!   `mark_good` clears the grubenv variables. This is Fedora's
+//!   `grub2-boot-success` scheme keyed to one entry.
 
 use crate::bls::EntryName;
+use crate::deployment::Deployment;
 use crate::fsutil;
 use crate::{Error, Result};
 use std::fs;
@@ -35,6 +34,9 @@ pub enum BootloaderKind {
     /// BLS entries only, read directly by systemd-boot or GRUB's `blscfg`
     /// (upstream `none`; `auto` maps here as well).
     Bls,
+    /// A generated `loader.B/grub.cfg` plus boot counting in
+    /// `/boot/grub/grubenv` (upstream's value `grub2`).
+    Grub,
 }
 
 impl BootloaderKind {
@@ -42,8 +44,9 @@ impl BootloaderKind {
     pub fn parse(s: &str) -> Result<BootloaderKind> {
         match s {
             "none" | "auto" | "bls" | "systemd-boot" => Ok(BootloaderKind::Bls),
+            "grub2" | "grub" => Ok(BootloaderKind::Grub),
             other => Err(Error::Invalid(format!(
-                "ostree/repo/config: [sysroot] bootloader: unsupported value '{other}' (supported: none, auto, bls)"
+                "ostree/repo/config: [sysroot] bootloader: unsupported value '{other}' (supported: none, auto, bls, grub2)"
             ))),
         }
     }
@@ -52,6 +55,7 @@ impl BootloaderKind {
     pub fn backend(self) -> Box<dyn Bootloader> {
         match self {
             BootloaderKind::Bls => Box::new(Bls),
+            BootloaderKind::Grub => Box::new(crate::grub::Grub),
         }
     }
 }
@@ -73,6 +77,15 @@ pub trait Bootloader {
     /// Marks the counted entry `name` in `entries` as good: it then boots
     /// without limit. Returns the new name.
     fn mark_good(&self, entries: &Path, name: &EntryName) -> Result<EntryName>;
+
+    /// The `(left, done)` boot counter of deployment `d` (loaded from the
+    /// entries under `boot`) as the boot loader will see it at the next
+    /// power-on. Backends keeping the counter outside the entry name
+    /// override this; by default it is the name's.
+    fn live_counter(&self, boot: &Path, d: &Deployment) -> Result<Option<(u32, u32)>> {
+        let _ = boot;
+        Ok(d.entry.as_ref().and_then(|e| e.counter))
+    }
 }
 
 /// systemd-boot / Boot Loader Specification: the counter lives in the

@@ -4,8 +4,9 @@
 //!
 //! Order of a full boot-version swap, each step durable before the next:
 //! kernels into `/boot/ostree/OS-BOOTCSUM` (temp dir + rename), entries into
-//! the unused `/boot/loader.B'`, bootlinks `ostree/boot.B'.S'`, `syncfs`,
-//! then `rename(/boot/loader.tmp, /boot/loader)` — the commit point.
+//! the unused `/boot/loader.B'`, bootlinks `ostree/boot.B'.S'`, `syncfs` of
+//! the sysroot and a freeze/thaw of `/boot` ([`crate::freeze`]), then
+//! `rename(/boot/loader.tmp, /boot/loader)` — the commit point.
 //! Anything left behind by a crash before that rename is unreferenced and
 //! removed by the next cleanup.
 
@@ -13,7 +14,7 @@ use crate::bls::{BootEntry, EntryName};
 use crate::deployment::Deployment;
 use crate::fsutil::{self, io_at};
 use crate::kargs::KernelArgs;
-use crate::{etcmerge, Error, Result, Sysroot};
+use crate::{etcmerge, freeze, Error, Result, Sysroot};
 use ostree_repo::checkout::{self, CheckoutOptions};
 use ostree_repo::gvariant::Value;
 use ostree_repo::keyfile::KeyFile;
@@ -532,6 +533,8 @@ impl Sysroot {
         Ok(out)
     }
 
+    /// Writes the bootlinks `ostree/boot.B.S/...`; [`Self::swap_bootlinks`]
+    /// makes them live.
     fn write_bootlinks(&self, bv: u32, sub: u32, list: &[Deployment]) -> Result<()> {
         let base = self.path.join(format!("ostree/boot.{bv}.{sub}"));
         fsutil::remove_all(&base)?;
@@ -545,7 +548,10 @@ impl Sysroot {
             fsutil::fsync_dir(p.parent().expect("has parent"))?;
         }
         fs::create_dir_all(&base).map_err(io_at("mkdir", &base))?;
-        fsutil::fsync_dir(&base)?;
+        fsutil::fsync_dir(&base)
+    }
+
+    fn swap_bootlinks(&self, bv: u32, sub: u32) -> Result<()> {
         fsutil::symlink_atomic(
             Path::new(&format!("boot.{bv}.{sub}")),
             &self.path.join(format!("ostree/boot.{bv}")),
@@ -624,6 +630,8 @@ impl Sysroot {
         if loader_exists && same_set == self.current_entries()? {
             // Same boot configuration: only the bootlinks change.
             self.write_bootlinks(bv, 1 - sub, &list)?;
+            freeze::full_system_sync(&self.path, &self.path.join("boot"))?;
+            self.swap_bootlinks(bv, 1 - sub)?;
         } else {
             let nbv = 1 - bv;
             let boot = self.path.join("boot");
@@ -643,11 +651,11 @@ impl Sysroot {
             }
             fsutil::fsync_dir(&loader_new)?;
             self.write_bootlinks(nbv, 1, &list)?;
+            self.swap_bootlinks(nbv, 1)?;
             self.bootloader_kind()?.backend().write_config(&boot, nbv)?;
             // Deployment trees, kernels and entries must be on disk before
             // the boot loader can see them.
-            fsutil::syncfs(&self.path)?;
-            fsutil::syncfs(&boot)?;
+            freeze::full_system_sync(&self.path, &boot)?;
             let tmp = boot.join("loader.tmp");
             fsutil::remove_all(&tmp)?;
             std::os::unix::fs::symlink(format!("loader.{nbv}"), &tmp)

@@ -325,7 +325,12 @@ pub(crate) fn remove_deployment_dir(p: &Path) -> Result<()> {
 /// Whether deployments stay mutable (`OSTREE_SYSROOT_DEBUG=mutable-deployments`,
 /// which upstream's test suite sets).
 pub(crate) fn mutable_deployments() -> bool {
+    debug_flag("mutable-deployments")
+}
+
+/// Whether `OSTREE_SYSROOT_DEBUG` (comma-separated, as upstream) holds `flag`.
+pub(crate) fn debug_flag(flag: &str) -> bool {
     std::env::var("OSTREE_SYSROOT_DEBUG")
-        .map(|v| v.split(',').any(|f| f == "mutable-deployments"))
+        .map(|v| v.split(',').any(|f| f == flag))
         .unwrap_or(false)
 }

@@ -25,6 +25,11 @@ pub enum BootedSource {
     Auto,
     /// Use this kernel command line (tests, image builders).
     Cmdline(String),
+    /// The deployment whose directory is this one (same device and inode),
+    /// as `/` is on a booted node: for a sysroot in a directory whose boot
+    /// was resolved when it happened (`prepare_root::resolve_deployment`),
+    /// which stays right when later deployments rewrite the bootlinks.
+    Root(PathBuf),
     /// Not booted.
     None,
 }
@@ -167,11 +172,31 @@ impl Sysroot {
         )?
         .unwrap_or(0);
         self.deployments = self.read_entries(&loader.join("entries"))?;
+        self.apply_live_counter()?;
         self.booted = self.booted_id.as_ref().and_then(|(os, dn)| {
             self.deployments
                 .iter()
                 .position(|d| d.osname == *os && d.dir_name() == *dn)
         });
+        Ok(())
+    }
+
+    /// Replaces the default's counter from its entry name with the one the
+    /// boot loader keeps (GRUB: the grubenv). Only a counted default asks
+    /// the backend, so uncounted sysroots never open the repo config here.
+    fn apply_live_counter(&mut self) -> Result<()> {
+        let counted = self
+            .deployments
+            .first()
+            .is_some_and(|d| d.entry.as_ref().is_some_and(|e| e.counter.is_some()));
+        if !counted {
+            return Ok(());
+        }
+        let backend = self.bootloader_kind()?.backend();
+        let c = backend.live_counter(&self.path.join("boot"), &self.deployments[0])?;
+        if let Some(e) = self.deployments[0].entry.as_mut() {
+            e.counter = c;
+        }
         Ok(())
     }
 
@@ -262,6 +287,19 @@ impl Sysroot {
         let cmdline = match source {
             BootedSource::None => return Ok(None),
             BootedSource::Cmdline(c) => c.clone(),
+            BootedSource::Root(root) => {
+                let Ok(root) = fs::metadata(root) else {
+                    return Ok(None);
+                };
+                for d in &self.deployments {
+                    if let Ok(m) = fs::metadata(self.deployment_dir(d)) {
+                        if (m.dev(), m.ino()) == (root.dev(), root.ino()) {
+                            return Ok(Some((d.osname.clone(), d.dir_name())));
+                        }
+                    }
+                }
+                return Ok(None);
+            }
             BootedSource::Auto => {
                 let canon = fs::canonicalize(&self.path).unwrap_or_default();
                 if canon != Path::new("/") && canon != Path::new("/sysroot") {

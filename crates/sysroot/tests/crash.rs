@@ -1,7 +1,11 @@
-//! Crash safety: a child process (this test binary, re-executed) loops over
-//! deploy / rollback / cleanup / pin / kargs and is SIGKILLed at random
-//! points. After every kill the boot configuration must be complete and
-//! consistent, and the next operation must succeed.
+//! Crash safety: a child process (this test binary, re-executed) loops
+//! over one operation under test — deploy, cleanup or finalization of a
+//! staged deployment — mixed with rollback / pin / kargs / stage, and is
+//! SIGKILLed at a random point. A kill counts for an operation only if the
+//! child was inside it when it died (it names its current operation in a
+//! marker file); each operation gets [`KILLS`] such kills. After every kill
+//! the boot configuration must be complete and consistent, and the next
+//! run (the next child, and periodically an in-process run) must succeed.
 
 mod common;
 
@@ -15,6 +19,10 @@ use sysroot::{BootedSource, DeployOptions, Sysroot};
 
 const ENV: &str = "SYSROOT_CRASH_CHILD";
 const KILLS: usize = 50;
+/// Operations under test, as named in the marker file.
+const OPS: [&str; 3] = ["deploy", "cleanup", "finalize"];
+/// Give up (and fail) after this many children per operation.
+const MAX_ATTEMPTS: usize = 8 * KILLS;
 
 fn opts() -> DeployOptions {
     DeployOptions {
@@ -108,6 +116,98 @@ impl Rng {
     }
 }
 
+fn marker(base: &Path) -> std::path::PathBuf {
+    base.join("crash-op")
+}
+
+fn spawn_child(exe: &Path, base: &Path, op: &str, rng: &mut Rng) -> std::process::Child {
+    let _ = fs::remove_file(marker(base));
+    Command::new(exe)
+        // --nocapture: a panic message goes to stderr, where we look.
+        .args([
+            "--ignored",
+            "--exact",
+            "child",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(ENV, base)
+        .env("SYSROOT_CRASH_OP", op)
+        .env("SYSROOT_CRASH_SEED", (rng.next() | 1).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the child's marker reads `want`; fails if the child exits.
+fn wait_marker(child: &mut std::process::Child, base: &Path, want: &str, round: usize) {
+    let m = marker(base);
+    let t0 = std::time::Instant::now();
+    while fs::read_to_string(&m).ok().as_deref() != Some(want) {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("round {round}: child exited ({st}) waiting for '{want}': {err}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "round {round}: child never reached '{want}'"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// How long one run of `op` takes here (the longest of three), so that
+/// kill points can be spread over all of it.
+fn calibrate(exe: &Path, base: &Path, op: &str, rng: &mut Rng) -> Duration {
+    let mut child = spawn_child(exe, base, op, rng);
+    let mut longest = Duration::ZERO;
+    for _ in 0..3 {
+        wait_marker(&mut child, base, op, 0);
+        let t0 = std::time::Instant::now();
+        wait_marker(&mut child, base, "-", 0);
+        longest = longest.max(t0.elapsed());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    longest
+}
+
+/// Spawns a child looping over `op` and kills it at a random point of
+/// `window` after it entered `op`; returns whether it died inside `op`.
+fn kill_one(
+    exe: &Path,
+    base: &Path,
+    op: &str,
+    window: Duration,
+    rng: &mut Rng,
+    round: usize,
+) -> bool {
+    let mut child = spawn_child(exe, base, op, rng);
+    wait_marker(&mut child, base, op, round);
+    let us = window.as_micros() as u64;
+    std::thread::sleep(Duration::from_micros(rng.next() % us.max(1)));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Killed, not failed: an operation erroring on leftovers of the
+    // previous kill would panic the child.
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.signal() == Some(libc::SIGKILL) && !err.contains("panicked"),
+        "round {round}: child failed on its own ({}): {err}",
+        out.status
+    );
+    fs::read_to_string(marker(base)).ok().as_deref() == Some(op)
+}
+
 #[test]
 fn killed_operations_leave_a_bootable_configuration() {
     let fx = setup();
@@ -115,6 +215,15 @@ fn killed_operations_leave_a_bootable_configuration() {
     fs::write(fx.tree.join("usr/bin/sh"), "v2\n").unwrap();
     fs::write(fx.tree.join("usr/lib/modules/3.6.0/vmlinuz"), "kernel 2\n").unwrap();
     fx.commit("2");
+    // Prune keeps only referenced commits (depth 0, as upstream): pin the
+    // parent the children deploy, as a remote ref would on a real system.
+    let repo = fx.load().repo().unwrap();
+    repo.set_ref(
+        None,
+        "crash/v1",
+        Some(&ostree_repo::object::from_hex(&v1).unwrap()),
+    )
+    .unwrap();
     fx.load().deploy(&v1, &opts()).unwrap();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -125,48 +234,47 @@ fn killed_operations_leave_a_bootable_configuration() {
     let mut rng = Rng(seed);
     let exe = std::env::current_exe().unwrap();
     let mut states = std::collections::BTreeSet::new();
-    for round in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "child", "--test-threads=1"])
-            .env(ENV, fx.tmp.path())
-            .env("SYSROOT_CRASH_SEED", (rng.next() | 1).to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The child's operations take tens to hundreds of milliseconds.
-        std::thread::sleep(Duration::from_millis(20 + rng.next() % 400));
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        // Killed, not failed: an operation erroring on leftovers of the
-        // previous kill would panic the child.
-        assert!(
-            !out.status.success() && !err.contains("panicked"),
-            "round {round}: child failed on its own: {err}"
-        );
-        states.insert(assert_consistent(&fx.root, round));
-        let b = booted_into_default(&fx.root, fx.tmp.path());
-        if let Some(st) = b.staged_deployment().unwrap() {
+    let mut round = 0;
+    for op in OPS {
+        // A little past the slowest run seen, so the end of the operation
+        // (boot swap, cleanup) is hit as often as its start.
+        let window = calibrate(&exe, fx.tmp.path(), op, &mut rng) * 5 / 4;
+        let mut kills = 0;
+        let mut attempts = 0;
+        while kills < KILLS {
+            attempts += 1;
             assert!(
-                fx.root.join(st.relpath()).join("usr").is_dir(),
-                "round {round}: staged state names a missing tree"
+                attempts <= MAX_ATTEMPTS,
+                "only {kills} of {attempts} kills landed inside {op}"
             );
+            round += 1;
+            if kill_one(&exe, fx.tmp.path(), op, window, &mut rng, round) {
+                kills += 1;
+            }
+            states.insert(assert_consistent(&fx.root, round));
+            let b = booted_into_default(&fx.root, fx.tmp.path());
+            if let Some(st) = b.staged_deployment().unwrap() {
+                assert!(
+                    fx.root.join(st.relpath()).join("usr").is_dir(),
+                    "round {round}: staged state names a missing tree"
+                );
+            }
+            // The next run succeeds (in-process, not killed).
+            if round % 10 == 9 {
+                let mut b = booted_into_default(&fx.root, fx.tmp.path());
+                b.finalize_staged().unwrap();
+                assert_consistent(&fx.root, round);
+                let mut sr = fx.load();
+                sr.set_run_dir(&fx.tmp.path().join("run"));
+                sr.cleanup().unwrap();
+                let v = sr.deployments()[0].csum.clone();
+                sr.deploy(&v, &opts()).unwrap();
+                assert_consistent(&fx.root, round);
+            }
         }
-        // The next run succeeds (in-process, not killed).
-        if round % 10 == 9 {
-            let mut b = booted_into_default(&fx.root, fx.tmp.path());
-            b.finalize_staged().unwrap();
-            assert_consistent(&fx.root, round);
-            let mut sr = fx.load();
-            sr.set_run_dir(&fx.tmp.path().join("run"));
-            sr.cleanup().unwrap();
-            let v = sr.deployments()[0].csum.clone();
-            sr.deploy(&v, &opts()).unwrap();
-            assert_consistent(&fx.root, round);
-        }
+        eprintln!("{op}: {kills} kills inside it ({window:?} window), {attempts} children");
     }
-    // The child really got work done between kills (the test is not
+    // The children really got work done between kills (the test is not
     // just killing idle processes).
     assert!(
         states.len() >= 10,
@@ -189,11 +297,13 @@ fn killed_operations_leave_a_bootable_configuration() {
     assert!(!fx.exists("boot/loader.tmp"));
 }
 
-/// Runs operations forever; spawned and killed by the test above.
+/// Runs `SYSROOT_CRASH_OP` (with other operations in between) forever;
+/// spawned and killed by the test above.
 #[test]
 #[ignore = "spawned and killed by killed_operations_leave_a_bootable_configuration"]
 fn child() {
     let base = std::path::PathBuf::from(std::env::var_os(ENV).expect("run via the parent test"));
+    let op = std::env::var("SYSROOT_CRASH_OP").unwrap();
     let root = base.join("sysroot");
     let mut rng = Rng(std::env::var("SYSROOT_CRASH_SEED")
         .unwrap()
@@ -203,37 +313,76 @@ fn child() {
     let head = repo.resolve_rev(REF, false).unwrap().unwrap();
     let parent = repo.load_commit(&head).unwrap().parent.unwrap();
     let revs = [head, parent].map(|c| ostree_repo::object::to_hex(&c));
+    let mark = |what: &str| fs::write(marker(&base), what).unwrap();
     loop {
-        let mut sr = Sysroot::load_with(&root, BootedSource::None).unwrap();
-        // Every process of a system agrees on /run.
-        sr.set_run_dir(&base.join("run"));
         let r = rng.next();
-        match r % 8 {
-            6 | 7 => {
+        let rev = &revs[(r >> 8) as usize % 2];
+        let load = || {
+            let mut sr = Sysroot::load_with(&root, BootedSource::None).unwrap();
+            // Every process of a system agrees on /run.
+            sr.set_run_dir(&base.join("run"));
+            sr
+        };
+        mark("-");
+        match op.as_str() {
+            "deploy" => {
+                let mut sr = load();
+                mark("deploy");
+                sr.deploy(rev, &opts()).unwrap();
+            }
+            "cleanup" => {
+                // Leave work behind: a fresh commit deployed without
+                // pruning, so cleanup has objects, deployments and boot
+                // directories to remove.
+                let mut sr = load();
+                let tree = base.join("osdata");
+                fs::write(tree.join("usr/share/crash"), r.to_string()).unwrap();
+                let c = ostree_repo::commit::commit_dirs(
+                    &repo,
+                    std::slice::from_ref(&tree),
+                    &ostree_repo::commit::CommitOptions {
+                        orphan: true,
+                        bootable: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                let o = DeployOptions {
+                    no_prune: true,
+                    ..opts()
+                };
+                sr.deploy(&ostree_repo::object::to_hex(&c), &o).unwrap();
+                let mut sr = load();
+                mark("cleanup");
+                sr.cleanup().unwrap();
+            }
+            "finalize" => {
                 // Stage from a system "booted" into the default, then
                 // finalize as the shutdown unit would.
                 let mut b = booted_into_default(&root, &base);
-                b.stage(&revs[(r >> 8) as usize % 2], &opts(), false)
-                    .unwrap();
+                b.stage(rev, &opts(), false).unwrap();
+                let mut b = booted_into_default(&root, &base);
+                mark("finalize");
                 b.finalize_staged().unwrap();
             }
-            0 | 1 => {
-                sr.deploy(&revs[(r >> 8) as usize % 2], &opts()).unwrap();
-            }
-            2 if sr.deployments().len() > 1 => {
+            other => panic!("unknown SYSROOT_CRASH_OP {other}"),
+        }
+        mark("-");
+        // Vary the state the next operation starts from.
+        let mut sr = load();
+        match (r >> 16) % 4 {
+            0 if sr.deployments().len() > 1 => {
                 sr.rollback().unwrap();
             }
-            3 => {
-                sr.cleanup().unwrap();
+            1 => {
+                let i = (r >> 24) as usize % sr.deployments().len();
+                sr.set_pinned(i, (r >> 32) % 3 == 0).unwrap();
             }
-            4 => {
-                let i = (r >> 8) as usize % sr.deployments().len();
-                sr.set_pinned(i, (r >> 16) % 3 == 0).unwrap();
-            }
-            _ => {
+            2 => {
                 let k = sysroot::KernelArgs::parse(&format!("quiet round={}", r % 97));
                 sr.set_kargs(0, k).unwrap();
             }
+            _ => {}
         }
     }
 }

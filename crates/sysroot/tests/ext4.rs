@@ -1,175 +1,241 @@
-//! The deploy → rollback → cleanup → pin cycle on a loop-mounted ext4 disk
-//! image with a separate ext4 `/boot` (so kernels are copied across
-//! filesystems, as on a real disk). Runs in a private mount namespace
-//! (`unshare -m`); needs root, util-linux and e2fsprogs.
+//! The deployment scenarios of tests/deploy.rs on loop-mounted ext4 disk
+//! images: the sysroot is the root of one filesystem and `/boot` a second
+//! one, as on a real disk, so kernels are copied across filesystems and
+//! `/boot` really goes through `FIFREEZE`/`FITHAW`. Afterwards the real
+//! `ostree admin status` must print what ours prints, and `e2fsck -fn` must
+//! find both unmounted filesystems clean.
+//!
+//! Needs root, loop devices, util-linux (`losetup`, `mount`), e2fsprogs
+//! and the Debian `ostree` package; without them the tests fail rather
+//! than skip, so a CI machine lacking them cannot pass silently.
 
 mod common;
 
+use common::scenarios;
 use common::*;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use sysroot::{BootedSource, DeployOptions, Sysroot};
 
-const ENV: &str = "SYSROOT_EXT4_CHILD";
-
-fn run(cmd: &str, args: &[&str]) {
+fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+        .unwrap_or_else(|e| panic!("running {cmd} (util-linux/e2fsprogs/ostree installed?): {e}"));
     assert!(
         out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[test]
-fn cycles_on_loop_mounted_ext4() {
-    // SAFETY: no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test needs root (loop mounts)"
-    );
-    let t = tempfile::tempdir().unwrap();
-    for (img, size) in [("root.img", "160M"), ("boot.img", "32M")] {
-        let p = t.path().join(img);
-        run("truncate", &["-s", size, p.to_str().unwrap()]);
-        run("mkfs.ext4", &["-q", "-F", p.to_str().unwrap()]);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private"])
-        .arg(&exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV, t.path())
-        .output()
-        .expect("running unshare (util-linux)");
-    let log = format!(
-        "{}\n{}",
+        "{cmd} {args:?} failed ({}):\n{}{}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "child failed:\n{log}");
-    assert!(log.contains("1 passed"), "child did not run:\n{log}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn mount_images(base: &Path) -> std::path::PathBuf {
-    let mnt = base.join("mnt");
-    fs::create_dir_all(&mnt).unwrap();
-    run(
-        "mount",
-        &[
-            "-o",
-            "loop",
-            base.join("root.img").to_str().unwrap(),
-            mnt.to_str().unwrap(),
-        ],
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+/// Two sparse ext4 images attached to loop devices and mounted at
+/// `mnt` (sysroot) and `mnt/boot`. Dropping it unmounts and detaches
+/// everything, also when a scenario panics.
+struct Disk {
+    dir: tempfile::TempDir,
+    loops: Vec<String>,
+    mounts: Vec<PathBuf>,
+}
+
+impl Disk {
+    fn new() -> Disk {
+        // SAFETY: no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "the ext4 tests need root for losetup and mount");
+        assert!(
+            Path::new("/dev/loop-control").exists(),
+            "the ext4 tests need loop devices (/dev/loop-control is missing)"
+        );
+        let mut d = Disk {
+            dir: tempfile::tempdir().unwrap(),
+            loops: Vec::new(),
+            mounts: Vec::new(),
+        };
+        let root = d.root();
+        d.attach_and_mount("root.img", 192 << 20, &root);
+        d.attach_and_mount("boot.img", 48 << 20, &root.join("boot"));
+        d
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    fn attach_and_mount(&mut self, image: &str, size: u64, at: &Path) {
+        let img = self.dir.path().join(image);
+        // Sparse: only what the filesystem writes takes space.
+        fs::File::create(&img).unwrap().set_len(size).unwrap();
+        run("mkfs.ext4", &["-q", "-F", s(&img)]);
+        let dev = run("losetup", &["--find", "--show", s(&img)])
+            .trim()
+            .to_string();
+        self.loops.push(dev.clone());
+        fs::create_dir_all(at).unwrap();
+        run("mount", &["-t", "ext4", &dev, s(at)]);
+        self.mounts.push(at.to_path_buf());
+    }
+
+    /// Unmounts and detaches; with `strict`, every step must succeed.
+    fn release(&mut self, strict: bool) {
+        while let Some(m) = self.mounts.pop() {
+            let ok = Command::new("umount")
+                .arg(&m)
+                .status()
+                .is_ok_and(|st| st.success());
+            if !ok {
+                // Never leave a mount behind, even a busy one.
+                let _ = Command::new("umount").arg("-l").arg(&m).status();
+                assert!(!strict, "umount {} failed", m.display());
+            }
+        }
+        while let Some(l) = self.loops.pop() {
+            let ok = Command::new("losetup")
+                .args(["-d", &l])
+                .status()
+                .is_ok_and(|st| st.success());
+            assert!(ok || !strict, "losetup -d {l} failed");
+        }
+    }
+
+    /// Unmounts both filesystems and proves them clean with `e2fsck -fn`
+    /// (forced full check, read-only: exit status 0 only if nothing is
+    /// wrong).
+    fn unmount_and_fsck(mut self) {
+        self.release(true);
+        for img in ["root.img", "boot.img"] {
+            let p = self.dir.path().join(img);
+            let out = Command::new("e2fsck")
+                .args(["-fn", s(&p)])
+                .output()
+                .expect("running e2fsck (e2fsprogs)");
+            assert!(
+                out.status.success(),
+                "e2fsck -fn {img}: {}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        self.release(false);
+    }
+}
+
+/// Runs `scenario` on a fresh sysroot at the root of a mounted image, then
+/// compares `ostree admin status` of the real ostree with ours, and fscks.
+fn on_ext4(scenario: fn(&Fx)) {
+    let disk = Disk::new();
+    // The OS tree lives beside the images, not on them.
+    let fx = setup_at(tempfile::tempdir_in(disk.dir.path()).unwrap(), disk.root());
+    assert!(fx.root.join("lost+found").is_dir(), "not on the image");
+    scenario(&fx);
+    assert_real_status_agrees(&fx.root);
+    drop(fx);
+    disk.unmount_and_fsck();
+}
+
+fn assert_real_status_agrees(root: &Path) {
+    let sr = sysroot::Sysroot::load_with(root, sysroot::BootedSource::None).unwrap();
+    assert!(!sr.deployments().is_empty());
+    let ours = sysroot::status::render_ostree(&sr.status().unwrap());
+    let real = run(
+        "ostree",
+        &["admin", &format!("--sysroot={}", s(root)), "status"],
     );
-    fs::create_dir_all(mnt.join("boot")).unwrap();
-    let boot = mnt.join("boot");
-    run(
-        "mount",
-        &[
-            "-o",
-            "loop",
-            base.join("boot.img").to_str().unwrap(),
-            boot.to_str().unwrap(),
-        ],
-    );
-    mnt
+    assert_eq!(real, ours, "real ostree admin status vs ours");
 }
 
 #[test]
-#[ignore = "spawned by cycles_on_loop_mounted_ext4 inside unshare -m"]
-fn child() {
-    let base = std::path::PathBuf::from(std::env::var_os(ENV).expect("run via the parent test"));
-    let mnt = mount_images(&base);
-    let tmp = tempfile::Builder::new().tempdir_in(&base).unwrap();
-    // Build the sysroot on the image: the fixture's tree lives beside it.
-    let fx = setup_in(tmp);
-    // Move the fresh sysroot onto the image root.
-    for e in fs::read_dir(&fx.root).unwrap() {
-        let e = e.unwrap();
-        let dest = mnt.join(e.file_name());
-        if e.file_name() == "boot" {
-            continue;
-        }
-        run(
-            "cp",
-            &["-a", e.path().to_str().unwrap(), dest.to_str().unwrap()],
-        );
-    }
-    let root = mnt.clone();
-    let load = || Sysroot::load_with(&root, BootedSource::None).unwrap();
-    let commit = |v: &str| {
-        let repo = ostree_repo::Repo::open(&root.join("ostree/repo")).unwrap();
-        let opts = ostree_repo::commit::CommitOptions {
-            branch: Some(REF.into()),
-            metadata: vec![(
-                "version".into(),
-                ostree_repo::gvariant::Value::Str(v.into()),
-            )],
-            bootable: true,
-            ..Default::default()
-        };
-        ostree_repo::object::to_hex(
-            &ostree_repo::commit::commit_dirs(&repo, std::slice::from_ref(&fx.tree), &opts)
-                .unwrap(),
+fn deploy_rollback_cleanup_pin_on_ext4() {
+    on_ext4(scenarios::rollback_cleanup_pin_cycles);
+}
+
+#[test]
+fn etc_merge_corner_cases_on_ext4() {
+    on_ext4(scenarios::etc_merge_through_deploy);
+}
+
+#[test]
+fn kargs_on_ext4() {
+    on_ext4(scenarios::kargs_replace_append_delete_and_edit_in_place);
+}
+
+/// A deploy killed while `/boot` is frozen: the watchdog must thaw it at
+/// once (upstream's only thaws after its 30 s timeout). The child stops
+/// inside the freeze through our `test-fifreeze-hold` debug hook.
+#[test]
+fn watchdog_thaws_boot_when_the_deployer_dies_frozen() {
+    let disk = Disk::new();
+    let fx = setup_at(tempfile::tempdir_in(disk.dir.path()).unwrap(), disk.root());
+    let v1 = fx.commit("1");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "deploy_child", "--nocapture"])
+        .env(CHILD_ENV, format!("{} {v1}", s(&fx.root)))
+        .env(
+            "OSTREE_SYSROOT_DEBUG",
+            "mutable-deployments,test-fifreeze-hold",
         )
-    };
-    let o = DeployOptions {
-        osname: Some(OS.into()),
-        refspec: Some(REF.into()),
-        karg_replace: vec!["root=LABEL=root".into()],
-        ..Default::default()
-    };
-    let v1 = commit("1");
-    fs::write(fx.tree.join("usr/bin/sh"), "v2\n").unwrap();
-    fs::write(fx.tree.join("usr/lib/modules/3.6.0/vmlinuz"), "kernel 2\n").unwrap();
-    let v2 = commit("2");
-    let mut sr = load();
-    sr.deploy(&v1, &o).unwrap();
-    sr.deploy(&v2, &o).unwrap();
-    let csums = |sr: &Sysroot| {
-        sr.deployments()
-            .iter()
-            .map(|d| d.csum.clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(csums(&sr), [v2.clone(), v1.clone()]);
-    // Two kernels, copied onto the separate /boot filesystem.
-    let kdirs = fs::read_dir(mnt.join("boot/ostree")).unwrap().count();
-    assert_eq!(kdirs, 2);
-    sr.rollback().unwrap();
-    assert_eq!(csums(&sr), [v1.clone(), v2.clone()]);
-    sr.set_pinned(1, true).unwrap();
-    sr.deploy(&v1, &o).unwrap();
-    assert_eq!(csums(&sr), [v1.clone(), v1.clone(), v2.clone()]);
-    sr.set_pinned(2, false).unwrap();
-    sr.undeploy(2).unwrap();
-    sr.cleanup().unwrap();
-    assert_eq!(csums(&sr), [v1.clone(), v1.clone()]);
-    assert_eq!(fs::read_dir(mnt.join("boot/ostree")).unwrap().count(), 1);
-    let entries = fs::read_link(mnt.join("boot/loader")).unwrap();
-    assert!(mnt
-        .join("boot")
-        .join(entries)
-        .join("entries/ostree-2-testos.conf")
-        .is_file());
-    // The real sysroot on disk loads cleanly after remounting.
-    run("umount", &[mnt.join("boot").to_str().unwrap()]);
-    run("umount", &[mnt.to_str().unwrap()]);
-    let mnt = mount_images(&base);
-    let sr = Sysroot::load_with(&mnt, BootedSource::None).unwrap();
-    assert_eq!(sr.deployments().len(), 2);
-    assert!(sr.deployments().iter().all(|d| d.csum == v1));
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let boot = fx.root.join("boot");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let want = format!("frozen {}", boot.display());
+    let mut seen = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        if l == want {
+            break;
+        }
+        seen.push(l);
+    }
+    assert!(child.try_wait().unwrap().is_none(), "child ended: {seen:?}");
+    // A write to the frozen /boot blocks ...
+    let probe = boot.join("probe");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        fs::write(&probe, "x").unwrap();
+        tx.send(()).unwrap();
+    });
+    let blocked = rx
+        .recv_timeout(std::time::Duration::from_millis(500))
+        .is_err();
+    // ... until the deployer dies and its watchdog thaws the filesystem.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let thawed = rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok();
+    if !thawed {
+        // Never leave a frozen filesystem behind.
+        let _ = Command::new("fsfreeze").arg("-u").arg(&boot).status();
+    }
+    writer.join().unwrap();
+    assert!(blocked, "/boot was not frozen (the hook did not freeze)");
+    assert!(thawed, "/boot stayed frozen after the deployer was killed");
+    drop(fx);
+    disk.unmount_and_fsck();
+}
+
+const CHILD_ENV: &str = "SYSROOT_EXT4_DEPLOY_CHILD";
+
+#[test]
+#[ignore = "spawned by watchdog_thaws_boot_when_the_deployer_dies_frozen"]
+fn deploy_child() {
+    let arg = std::env::var(CHILD_ENV).expect("run via the parent test");
+    let (root, rev) = arg.split_once(' ').unwrap();
+    let mut sr = sysroot::Sysroot::load_with(Path::new(root), sysroot::BootedSource::None).unwrap();
+    sr.deploy(rev, &scenarios::opts()).unwrap();
+    panic!("the deploy returned although test-fifreeze-hold should hold it");
 }

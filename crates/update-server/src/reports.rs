@@ -133,6 +133,40 @@ impl ReportStore {
         counts_in(&self.conn(), stream, version)
     }
 
+    /// Node counts per outcome for every target release of `stream` that has
+    /// reports, rollout or not (a barrier release is a target too).
+    pub fn counts_by_version(
+        &self,
+        stream: &str,
+    ) -> Result<BTreeMap<String, OutcomeCounts>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT to_version, outcome, COUNT(*) FROM reports WHERE stream = ?1 \
+                 GROUP BY to_version, outcome",
+            )
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![stream], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out: BTreeMap<String, OutcomeCounts> = BTreeMap::new();
+        for row in rows {
+            let (version, outcome, n) = row.map_err(db)?;
+            if let Some(o) = Outcome::parse(&outcome) {
+                out.entry(version)
+                    .or_default()
+                    .insert(o.as_str(), u64::try_from(n).unwrap_or(0));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every paused rollout: (stream, version) → pause.
     pub fn paused(&self) -> Result<BTreeMap<(String, String), Pause>, Error> {
         let conn = self.conn();
@@ -229,6 +263,11 @@ mod tests {
             .record(&report("b", Outcome::Success), 3)
             .unwrap()
             .is_none());
+        let by_version = s.counts_by_version("stable").unwrap();
+        assert_eq!(by_version.len(), 1);
+        assert_eq!(by_version["2"]["failed-to-deploy"], 1);
+        assert_eq!(by_version["2"]["success"], 1);
+        assert!(s.counts_by_version("testing").unwrap().is_empty());
         let p = s
             .record(&report("c", Outcome::RolledBack), 4)
             .unwrap()

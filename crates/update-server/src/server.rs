@@ -295,7 +295,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Response {
 }
 
 /// Per stream: inputs, then every rollout with its ramp position now, its reports
-/// and, when paused, why.
+/// and, when paused, why; then the reports of every target release.
 fn status_json(st: &AppState) -> Result<serde_json::Value, crate::Error> {
     let snap = st.snapshot();
     let paused = st.paused();
@@ -334,6 +334,7 @@ fn status_json(st: &AppState) -> Result<serde_json::Value, crate::Error> {
                 "updates_last_modified": data.updates.metadata.last_modified,
                 "rollouts": rollouts,
                 "other_pauses": other_pauses,
+                "reports": st.store.counts_by_version(name)?,
             }),
         );
     }

@@ -371,18 +371,22 @@ fn run(cli: Cli, ostree_style: bool) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let before = sr.bootversion();
+            let (before, count) = (sr.bootversion(), sr.deployments().len() as i64);
             let d = sr.deploy(&csum, &opts)?;
+            // Upstream's wording; tests match "Bootloader updated" (with
+            // `sysroot.bootloader=none` every boot version swap says so).
+            let swap = before != sr.bootversion();
             println!(
-                "bootconfig swap: {}; bootversion: boot.{}.{}, deployment count: {}",
-                if before != sr.bootversion() {
-                    "yes"
+                "{}; bootconfig swap: {}; bootversion: boot.{}.{}, deployment count change: {}",
+                if swap {
+                    "Bootloader updated"
                 } else {
-                    "no"
+                    "Transaction complete"
                 },
+                if swap { "yes" } else { "no" },
                 sr.bootversion(),
                 sr.subbootversion(),
-                sr.deployments().len()
+                sr.deployments().len() as i64 - count
             );
             println!("Deployed {}.{} ({})", d.csum, d.deployserial, d.osname);
         }

@@ -4,7 +4,9 @@
 //! daemon writes after every step); `config` merges and checks the configuration
 //! fragments exactly as the daemon does and prints the effective settings; `run`
 //! is the daemon itself (`ferrocore-agent.service`), driving the node's sysroot
-//! until SIGTERM.
+//! until SIGTERM. Its defaults are a booted node's; flags place a sysroot kept in
+//! a directory (which deployment is booted, where state and status go) and
+//! replace `systemctl reboot` with a command, as the fleet tests do.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -13,9 +15,10 @@ use std::sync::Arc;
 
 use agent::config::{Config, StrategyConfig, DEFAULT_DIRS};
 use agent::status::AgentStatus;
-use agent::{Agent, Clock, Env, Paths, SysrootOs};
+use agent::{Agent, Clock, CommandReboot, Env, Paths, SysrootOs};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use sysroot::BootedSource;
 
 #[derive(Parser)]
 #[command(about = "Automatic update agent (Zincati-compatible)")]
@@ -50,7 +53,47 @@ enum Verb {
         /// Fragment directories, lowest precedence first (default as for `config`).
         #[arg(long, value_name = "DIR", num_args = 1..)]
         config_dirs: Vec<PathBuf>,
+        // Boxed: these paths would make every other verb as large.
+        #[command(flatten)]
+        node: Box<NodeArgs>,
     },
+}
+
+/// Where a node keeps what `agent run` reads and writes. The defaults are a real
+/// node's; a sysroot in a directory (image builds, tests) names its own, and
+/// which of its deployments counts as booted.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The booted deployment's directory, i.e. what `/` is on a booted node (a
+    /// bind mount of it). Needed for a sysroot that is not `/`, which is
+    /// otherwise never booted [default: found from `/`].
+    #[arg(long, value_name = "DIR")]
+    booted_root: Option<PathBuf>,
+    /// Kernel command line, for `ignition.platform.id`.
+    #[arg(long, value_name = "FILE", default_value = "/proc/cmdline")]
+    kernel_cmdline: PathBuf,
+    /// Machine id, hashed into the node id unless `identity.node_uuid` is set.
+    #[arg(long, value_name = "FILE", default_value = "/etc/machine-id")]
+    machine_id: PathBuf,
+    /// Runtime directory: the staged deployment's state (`ostree/`) lives here
+    /// and, like `/run`, must not survive a reboot [default: /run].
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// Persistent state: deny-list, pending update, undelivered reports
+    /// [default: /var/lib/ferrocore/agent].
+    #[arg(long, value_name = "DIR")]
+    var_dir: Option<PathBuf>,
+    /// Status snapshot for `agent status` [default: /run/ferrocore/agent/status.json].
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+    /// Dead-end notice [default: /run/motd.d/85-ferrocore-deadend.motd].
+    #[arg(long, value_name = "FILE")]
+    deadend_motd: Option<PathBuf>,
+    /// Reboot by running this program (whitespace-separated arguments) instead of
+    /// `systemctl reboot`; it gets FERROCORE_REBOOT_VERSION and
+    /// FERROCORE_REBOOT_CHECKSUM, and a non-zero exit is retried.
+    #[arg(long, value_name = "COMMAND")]
+    reboot_command: Option<String>,
 }
 
 /// Entry point; `args[0]` is the tool name.
@@ -68,7 +111,8 @@ pub fn main(args: &[OsString]) -> ExitCode {
         Verb::Run {
             sysroot,
             config_dirs,
-        } => run(sysroot, config_dirs),
+            node,
+        } => run(sysroot, config_dirs, *node),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,10 +147,39 @@ fn load_config(dirs: Vec<PathBuf>) -> Result<Config> {
     Ok(c)
 }
 
-fn run(sysroot: PathBuf, dirs: Vec<PathBuf>) -> Result<()> {
+fn run(sysroot: PathBuf, dirs: Vec<PathBuf>, node: NodeArgs) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let config = load_config(dirs)?;
-    let env = Env::for_node(&config, Arc::new(SysrootOs::new(&sysroot)))?;
+    let mut os = SysrootOs::new(&sysroot);
+    if let Some(root) = node.booted_root {
+        anyhow::ensure!(
+            root.is_dir(),
+            "--booted-root {}: not a directory",
+            root.display()
+        );
+        os = os.with_booted_source(BootedSource::Root(root));
+    }
+    if let Some(d) = &node.run_dir {
+        os = os.with_run_dir(d);
+    }
+    let mut env = Env::for_node_at(
+        &config,
+        Arc::new(os),
+        &node.machine_id,
+        &node.kernel_cmdline,
+    )?;
+    if let Some(d) = node.var_dir {
+        env.paths.var_dir = d;
+    }
+    if let Some(f) = node.status_file {
+        env.paths.status_file = f;
+    }
+    if let Some(f) = node.deadend_motd {
+        env.paths.deadend_motd = f;
+    }
+    if let Some(c) = &node.reboot_command {
+        env.reboot = Arc::new(CommandReboot::parse(c).context("--reboot-command")?);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,6 +246,10 @@ fn config(dirs: Vec<PathBuf>) -> Result<()> {
     println!(
         "agent.timing.steady_interval_secs = {}",
         c.steady_interval.as_secs()
+    );
+    println!(
+        "agent.timing.retry_interval_secs = {}",
+        c.retry_interval.as_secs()
     );
     Ok(())
 }

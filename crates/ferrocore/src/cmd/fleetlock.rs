@@ -135,7 +135,9 @@ async fn serve(a: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    eprintln!("fleetlock-server: listening on {scheme}://{addr}/");
+    // The bound address, so that a configured port 0 tells which port it got.
+    let bound = listener.local_addr().unwrap_or(addr);
+    eprintln!("fleetlock-server: listening on {scheme}://{bound}/");
 
     // SIGHUP re-reads the groups and slots; store and listener stay as they are.
     let mut hup = signal(SignalKind::hangup())?;

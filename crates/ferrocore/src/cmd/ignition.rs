@@ -12,10 +12,11 @@ pub fn main(args: &[OsString]) -> ExitCode {
     match args.get(1).map(|a| a.to_string_lossy()) {
         Some(sub) if sub == "validate" => validate_main(&args[1..]),
         Some(sub) if sub == "run" => run_main(&args[1..]),
+        Some(sub) if sub == "plan" => plan_main(&args[1..]),
         _ => {
             let _ = writeln!(
                 std::io::stderr(),
-                "Usage:\n  ferrocore ignition validate config.ign [flags]\n  ferrocore ignition run --platform P --root DIR [--config FILE] [--stage S]"
+                "Usage:\n  ferrocore ignition validate config.ign [flags]\n  ferrocore ignition run --platform P --root DIR [--config FILE] [--stage S]\n  ferrocore ignition plan CONFIG --devices DEV... [--json]"
             );
             ExitCode::from(2)
         }
@@ -136,7 +137,7 @@ struct RunArgs {
     /// Platform `file`: the config (default: $IGNITION_CONFIG_FILE, else config.ign).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// Stages to run, in order (fetch-offline, fetch, kargs, mount, files, umount);
+    /// Stages to run, in order (fetch-offline, fetch, kargs, disks, mount, files, umount);
     /// default fetch then files.
     #[arg(long)]
     stage: Vec<String>,
@@ -225,4 +226,56 @@ fn run_main(args: &[OsString]) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `ferrocore ignition plan`: the disks stage as a dry run.
+#[derive(clap::Parser, Debug)]
+struct PlanArgs {
+    /// Ignition config (spec 3.x).
+    config: std::path::PathBuf,
+    /// Devices the config may touch (whole disks or partitions); nothing else is read.
+    #[arg(long, num_args = 1.., required = true)]
+    devices: Vec<std::path::PathBuf>,
+    /// Print the plan as JSON (`{"steps":[{path, device, action, detail, dataLoss?}]}`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit 0 when the stage would succeed, 1 when it would fail, 2 on bad usage.
+fn plan_main(args: &[OsString]) -> ExitCode {
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = PlanArgs::command()
+        .bin_name("ferrocore ignition plan")
+        .try_get_matches_from(args)
+        .and_then(|m| PlanArgs::from_arg_matches(&m));
+    let a = match parsed {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let plan = match ignition_engine::plan::plan_file(&a.config, &a.devices) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ignition plan: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if a.json {
+        match serde_json::to_string_pretty(&plan) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("ignition plan: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", plan.to_text());
+    }
+    if plan.fails() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

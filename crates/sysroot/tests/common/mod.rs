@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use ostree_repo::commit::{self, CommitOptions};
 use ostree_repo::gvariant::Value;
 use ostree_repo::object::to_hex;
@@ -29,13 +31,19 @@ pub fn setup() -> Fx {
 }
 
 pub fn setup_in(tmp: tempfile::TempDir) -> Fx {
+    let root = tmp.path().join("sysroot");
+    setup_at(tmp, root)
+}
+
+/// A fresh sysroot at `root` (which may exist, e.g. a mount point), with
+/// the OS tree in `tmp`.
+pub fn setup_at(tmp: tempfile::TempDir, root: PathBuf) -> Fx {
     // As upstream's test suite: temp dirs must stay removable. The
     // immutable attribute is covered by tests/immutable.rs, a separate
     // process without this setting.
     if std::env::var_os("SYSROOT_TEST_IMMUTABLE").is_none() {
         std::env::set_var("OSTREE_SYSROOT_DEBUG", "mutable-deployments");
     }
-    let root = tmp.path().join("sysroot");
     let tree = tmp.path().join("osdata");
     Sysroot::init_fs(&root).unwrap();
     let sr = Sysroot::load_with(&root, BootedSource::None).unwrap();
