@@ -9,9 +9,13 @@ cd "$(dirname "$0")/.."
 # upstream test suite, Ignition 2.14), etcd for the FleetLock etcd store, shadow-utils
 # and systemctl that the Ignition engine drives, python3-gi for the Ignition peer
 # recipe's D-Bus stand-in, openssl for test certificates, tzdata for update windows,
-# mmdebstrap for composing the OS from Debian packages.
+# mmdebstrap for composing the OS from Debian packages; the disk tools Ignition's disks
+# stage drives (loop-device tests); GRUB, sgdisk and qemu-utils for the disk image;
+# cpio and kmod to check the initramfs; QEMU and ssh for the VM suite.
 apt_pkgs=(ostree ostree-tests gnome-desktop-testing attr gnupg ignition etcd-server etcd-client
-          passwd systemd python3-gi e2fsprogs mount util-linux openssl tzdata mmdebstrap binutils)
+          passwd systemd python3-gi e2fsprogs mount util-linux openssl tzdata mmdebstrap binutils
+          gdisk xfsprogs dosfstools btrfs-progs mdadm cryptsetup-bin udev
+          grub-pc-bin grub-common qemu-utils cpio kmod qemu-system-x86 openssh-client)
 missing=()
 for p in "${apt_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,8 +5,7 @@
 # give the same commit checksum (reproducibility). The commits are checked
 # with the real ostree CLI. Needs root, network on a cold cache, and about
 # 1.5 GB in $FERROCORE_BUILD_CACHE (kept between runs so CI downloads once).
-# Measured on the 2-core dev machine (busy): cold 329 s, cached 407 s, both
-# dominated by the commit of the ~740 MiB tree with a debug build.
+# The binary is the static one the image ships (scripts/static-ferrocore.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,36 +17,38 @@ for p in mmdebstrap ostree; do
 done
 if [ "$(id -u)" != 0 ]; then echo "build-compose: needs root (mmdebstrap --mode=root)"; exit 1; fi
 
-target=${CARGO_TARGET_DIR:-target}
-cargo build -q -p ferrocore
-fc=$target/debug/ferrocore
 cache=${FERROCORE_BUILD_CACHE:-/var/tmp/ferrocore-build}
+# The first build is the one the VM suite (e2e-vm.sh) boots; the second goes to a
+# scratch repository and must give the same commit.
+shared=${FERROCORE_E2E_DIR:-/var/tmp/ferrocore-e2e}
 work=$(mktemp -d /var/tmp/build-compose.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-# The debug binary carries ~150 MB of debug info; the OS gets a stripped copy.
-strip -o "$work/ferrocore" "$fc"
+t0=$SECONDS
+fc=$(bash scripts/static-ferrocore.sh)
+echo "static ferrocore: $((SECONDS - t0)) s, $(du -m "$fc" | cut -f1) MiB"
 ref=$(sed -n 's/^ref = "\(.*\)"/\1/p' os/manifest.toml)
+. scripts/lib/compose.sh
 
-run() { # NAME: build into $work/repo-NAME, print the commit, time it
-    local t0=$SECONDS
-    "$fc" build --config os --cache "$cache" --repo "$work/repo-$1" --out "$work/builds-$1" \
-        --ferrocore-binary "$work/ferrocore" | tee "$work/$1.out"
-    echo "build $1: $((SECONDS - t0)) s"
-}
-run first
-run second
+t0=$SECONDS
+rm -f "$shared/compose.key" # always compose here: this script is the compose test
+compose_cached "$fc" "$shared" "$cache" | tee "$work/first.out"
+echo "build first: $((SECONDS - t0)) s"
+t0=$SECONDS
+"$fc" build --config os --cache "$cache" --repo "$work/repo-second" --out "$work/builds-second" \
+    --ferrocore-binary "$fc" | tee "$work/second.out"
+echo "build second: $((SECONDS - t0)) s"
 grep -q "all packages from the cache" "$work/second.out" || { echo "FAIL: second build downloaded packages"; exit 1; }
-c1=$(ostree --repo="$work/repo-first" rev-parse "$ref")
+c1=$(ostree --repo="$shared/repo" rev-parse "$ref")
 c2=$(ostree --repo="$work/repo-second" rev-parse "$ref")
 if [ "$c1" != "$c2" ]; then
     echo "FAIL: not reproducible: $c1 vs $c2; differing files:"
-    ostree --repo="$work/repo-first" pull-local "$work/repo-second" "$c2" >/dev/null
-    ostree --repo="$work/repo-first" diff "$c1" "$c2" | head -40
+    ostree --repo="$work/repo-second" pull-local "$shared/repo" "$c1" >/dev/null
+    ostree --repo="$work/repo-second" diff "$c2" "$c1" | head -40
     exit 1
 fi
 echo "reproducible: $c1"
 
-repo=$work/repo-first
+repo=$shared/repo
 ostree fsck --repo="$repo" | grep -v "^fsck objects"
 [ "$(ostree show --repo="$repo" --print-metadata-key=ostree.bootable "$ref")" = true ]
 kver=$(ostree show --repo="$repo" --print-metadata-key=ostree.linux "$ref" | tr -d "'")

@@ -10,7 +10,7 @@ OSTREE_BIN=$target/debug/ferrocore bash scripts/ostree-upstream-tests.sh
 # The admin tests that pass in full today (see crates/sysroot/scripts for the rest).
 bash crates/sysroot/scripts/upstream-admin-tests.sh "$target/debug/ferrocore" \
     test-admin-deploy-karg.sh test-admin-deploy-clean.sh \
-    test-admin-deploy-etcmerge-cornercases.sh test-admin-deploy-2.sh \
+    test-admin-deploy-etcmerge-cornercases.sh test-admin-deploy-2.sh test-admin-deploy-none.sh \
     test-admin-deploy-nomerge.sh test-admin-deploy-switch.sh test-admin-kargs.sh \
     test-admin-pull-deploy-commit.sh test-admin-upgrade-unconfigured.sh \
     test-no-initramfs.sh test-admin-instutil-set-kargs.sh

@@ -359,7 +359,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
     ostree_repo::validate_ref(&ostree_ref)?;
     let binary = match (manifest.install_ferrocore, &opts.ferrocore_binary) {
         (false, _) => None,
-        (true, Some(b)) => Some(b.clone()),
+        (true, Some(b)) => {
+            // It becomes the initramfs's /init too: refuse a dynamic one
+            // now rather than after the package install.
+            ferrocore_initramfs::elf::check_static(b)
+                .map_err(|e| Error::Compose(format!("ferrocore binary: {e}")))?;
+            Some(b.clone())
+        }
         (true, None) => {
             return Err(Error::Compose(
                 "manifest has install-ferrocore = true but no ferrocore binary was given".into(),
@@ -416,6 +422,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildOutcome> {
                 enable: manifest.enable.clone(),
                 kernel_arguments: manifest.kernel_arguments.clone(),
                 ferrocore_binary: binary,
+                source_date_epoch: lock.source_date_epoch,
             },
         )?;
         commit_tree(&tree, &manifest, &lock, &ostree_ref, layout, offline, opts)
@@ -734,11 +741,73 @@ packages = ["systemd"]
             enable: m.enable.clone(),
             kernel_arguments: m.kernel_arguments.clone(),
             ferrocore_binary: None,
+            source_date_epoch: 0,
         }
     }
 
     fn link(p: PathBuf) -> String {
         fs::read_link(p).unwrap().display().to_string()
+    }
+
+    /// A minimal static ELF64: one PT_LOAD program header, no PT_INTERP.
+    fn static_elf() -> Vec<u8> {
+        let mut d = vec![0u8; 64 + 56];
+        d[..4].copy_from_slice(b"\x7fELF");
+        d[4] = 2;
+        d[5] = 1;
+        d[0x20] = 64;
+        d[0x36] = 56;
+        d[0x38] = 1;
+        d[64] = 1;
+        d
+    }
+
+    #[test]
+    fn the_ferrocore_binary_becomes_init_of_our_initramfs() {
+        let d = tempfile::tempdir().unwrap();
+        let (m, _) = config(&d.path().join("os"));
+        let root = d.path().join("tree");
+        debian_tree(&root, "kernel", false);
+        let mut dep = String::new();
+        for name in ferrocore_initramfs::modules::DEFAULT_MODULES {
+            let rel = format!("kernel/{name}.ko");
+            file(
+                &root,
+                &format!("usr/lib/modules/6.1.0-test/{rel}"),
+                name,
+                0o644,
+            );
+            dep.push_str(&format!("{rel}:\n"));
+        }
+        file(&root, "usr/lib/modules/6.1.0-test/modules.dep", &dep, 0o644);
+        let bin = d.path().join("ferrocore");
+        fs::write(&bin, static_elf()).unwrap();
+        let opts = postprocess::Options {
+            ferrocore_binary: Some(bin),
+            source_date_epoch: 1_700_000_000,
+            ..opts_for(&m)
+        };
+        let layout = postprocess::postprocess(&root, &opts).unwrap();
+        assert!(layout.has_initramfs);
+        assert_eq!(
+            fs::read(root.join("usr/bin/ferrocore")).unwrap(),
+            static_elf()
+        );
+        let img = root.join("usr/lib/modules/6.1.0-test/initramfs.img");
+        // Debian's initrd ("initrd") was replaced by a gzipped newc archive.
+        let listing = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -dc '{}' | cpio -t --quiet", img.display()))
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        for want in [
+            "init",
+            ferrocore_initramfs::MODULE_LIST,
+            "usr/lib/modules/6.1.0-test/kernel/qemu_fw_cfg.ko",
+        ] {
+            assert!(listing.lines().any(|l| l == want), "{want}: {listing}");
+        }
     }
 
     #[test]
@@ -893,6 +962,15 @@ packages = ["systemd"]
         let e = build(&opts).unwrap_err().to_string();
         assert!(e.contains("install-ferrocore"), "{e}");
         assert!(!d.path().join("repo").exists() && !d.path().join("cache/rootfs").exists());
+        // The binary becomes the initramfs's /init: a dynamic one is refused
+        // before anything is installed.
+        let dynamic = BuildOptions {
+            ferrocore_binary: Some("/bin/ls".into()),
+            ..opts.clone()
+        };
+        let e = build(&dynamic).unwrap_err().to_string();
+        assert!(e.contains("/bin/ls: dynamically linked"), "{e}");
+        assert!(!d.path().join("cache/rootfs").exists());
     }
 
     fn ostree(args: &[&str]) -> String {

@@ -18,12 +18,17 @@
 
 mod compose;
 pub mod fsutil;
+mod image;
 mod lock;
 mod manifest;
 mod meta;
 pub mod postprocess;
 
 pub use compose::{build, host_sources, lock_packages, BuildOptions, BuildOutcome};
+pub use image::{
+    build_image, build_image_for, build_image_from_sysroot, derived_uuid, image_options_for,
+    make_sysroot, ImageOptions, ImageOutcome, Platform, DEFAULT_SIZE, STATEROOT,
+};
 pub use lock::{valid_version, Lock, LOCK_FILE};
 pub use manifest::{valid_package_name, Manifest, MANIFEST_FILE};
 pub use meta::{version_for, Artifact, BuildMeta};
@@ -58,6 +63,10 @@ pub enum Error {
     /// mmdebstrap or post-processing failed.
     #[error("{0}")]
     Compose(String),
+    /// Building a disk image failed: deploying into the image's sysroot,
+    /// or a partitioning, file system or boot loader tool.
+    #[error("image: {0}")]
+    Image(String),
     /// The OSTree store refused the commit.
     #[error("ostree repository: {0}")]
     Repo(#[from] ostree_repo::Error),

@@ -61,8 +61,12 @@ pub struct Options {
     pub enable: Vec<String>,
     /// Default kernel arguments.
     pub kernel_arguments: Vec<String>,
-    /// A binary installed as `usr/bin/ferrocore`.
+    /// A binary installed as `usr/bin/ferrocore`; being static, it is also
+    /// the `/init` of the initramfs built into `usr/lib/modules/KVER/`
+    /// in place of the distribution's.
     pub ferrocore_binary: Option<PathBuf>,
+    /// Upper bound of the initramfs's mtimes (the lock's `SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: u64,
 }
 
 /// What [`postprocess`] found and did.
@@ -114,7 +118,18 @@ pub fn postprocess(root: &Path, opts: &Options) -> Result<Layout> {
     for dir in ["dev", "proc", "sys", "run", "tmp"] {
         empty_dir(&root.join(dir))?;
     }
-    let (kernel_version, has_initramfs) = move_kernel(root)?;
+    let (kernel_version, mut has_initramfs) = move_kernel(root)?;
+    if let Some(bin) = &opts.ferrocore_binary {
+        let out = root
+            .join("usr/lib/modules")
+            .join(&kernel_version)
+            .join("initramfs.img");
+        let mut io = ferrocore_initramfs::BuildOptions::new(root, &kernel_version, bin);
+        io.source_date_epoch = opts.source_date_epoch;
+        io.build(&out)
+            .map_err(|e| Error::Compose(format!("initramfs: {e}")))?;
+        has_initramfs = true;
+    }
     write_kargs(root, &opts.kernel_arguments)?;
     move_etc(root)?;
 

@@ -55,6 +55,18 @@ const VERBS: &[(&str, &str)] = &[
         "build",
         "compose the OS from Debian packages into a commit: `build [--config os/]`, `build lock`",
     ),
+    (
+        "initramfs",
+        "ferrocore's initramfs: `initramfs build --rootfs DIR --kver K --binary F -o OUT`",
+    ),
+    (
+        "initramfs-init",
+        "the initramfs /init runtime (pid 1 only: mounts, modules, prepare-root, Ignition, switch-root)",
+    ),
+    (
+        "vm",
+        "boot a disk image under QEMU for testing: `vm run IMAGE --ignition FILE`",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -69,6 +81,10 @@ fn main() -> ExitCode {
         })
         .unwrap_or_default();
 
+    // The kernel runs the initramfs's /init (this binary) as pid 1.
+    if argv0 == "init" && std::process::id() == 1 {
+        return cmd::initramfs::init_main(&args);
+    }
     // Personality from the program name first: `butane -p x.bu`.
     if let Some(code) = dispatch(&argv0, &args) {
         return code;
@@ -107,6 +123,9 @@ fn dispatch(name: &str, args: &[OsString]) -> Option<ExitCode> {
         "update-server" => cmd::update_server::main(args),
         "agent" => cmd::agent::main(args),
         "build" => cmd::build::main(args),
+        "initramfs" => cmd::initramfs::main(args),
+        "initramfs-init" => cmd::initramfs::init_main(args),
+        "vm" => cmd::vm::main(args),
         _ => return None,
     })
 }

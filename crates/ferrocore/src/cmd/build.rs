@@ -1,6 +1,7 @@
 //! `ferrocore build`: compose the OS from Debian packages into a commit of our
 //! OSTree store (`ferrocore-build` crate); `ferrocore build lock` refreshes the
-//! lockfile of exact package versions.
+//! lockfile of exact package versions; `ferrocore build image` makes the bootable
+//! disk image of a build.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -55,6 +56,36 @@ struct BuildArgs {
 enum Cmd {
     /// Resolve the manifest's packages and write lock.toml with exact versions.
     Lock(Common),
+    /// Make the bootable disk image (GPT, GRUB BIOS; .raw and .qcow2) of a build.
+    Image(ImageArgs),
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    /// Build directory holding meta.json (CACHE/builds/VERSION); the images
+    /// are written there and added to its artifacts.
+    #[arg(long)]
+    build: PathBuf,
+    /// OSTree repository holding the build's commit.
+    #[arg(long, default_value = "repo")]
+    repo: PathBuf,
+    /// Platform (kernel argument ignition.platform.id): qemu or metal.
+    #[arg(long, default_value = "qemu")]
+    platform: String,
+    /// Virtual disk size in MiB (the raw file is sparse).
+    #[arg(long, default_value_t = ferrocore_build::DEFAULT_SIZE >> 20)]
+    size_mib: u64,
+    /// Seed of the disk's GUIDs, UUIDs and hash seeds (default: the commit).
+    #[arg(long)]
+    seed: Option<String>,
+    /// Only make the image's sysroot tree in this new directory (to change it
+    /// with `ferrocore admin --sysroot DIR ...` before --from-sysroot).
+    #[arg(long, value_name = "DIR", conflicts_with = "from_sysroot")]
+    sysroot_only: Option<PathBuf>,
+    /// Make the disk from this sysroot tree (made by --sysroot-only) instead of
+    /// deploying the commit.
+    #[arg(long, value_name = "DIR")]
+    from_sysroot: Option<PathBuf>,
 }
 
 pub fn main(args: &[OsString]) -> ExitCode {
@@ -77,6 +108,36 @@ pub fn main(args: &[OsString]) -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let start = Instant::now();
     match cli.cmd {
+        Some(Cmd::Image(a)) => {
+            let platform = ferrocore_build::Platform::parse(&a.platform)?;
+            let size = a
+                .size_mib
+                .checked_mul(1 << 20)
+                .context("--size-mib: too large")?;
+            if let Some(dir) = a.sysroot_only {
+                let opts =
+                    ferrocore_build::image_options_for(&a.build, &a.repo, platform, size, a.seed)?;
+                ferrocore_build::make_sysroot(&opts, &dir)?;
+                println!("sysroot: {}", dir.display());
+                return Ok(());
+            }
+            let out = ferrocore_build::build_image_for(
+                &a.build,
+                &a.repo,
+                platform,
+                size,
+                a.seed,
+                a.from_sysroot.as_deref(),
+            )?;
+            println!(
+                "{}\n{}\nraw: {} MiB allocated; kernel command line: {} ({:.0} s)",
+                out.raw.display(),
+                out.qcow2.display(),
+                out.raw_allocated >> 20,
+                out.kernel_cmdline,
+                start.elapsed().as_secs_f64()
+            );
+        }
         Some(Cmd::Lock(c)) => {
             let lock = lock_packages(&c.config, &c.cache, c.sources.as_deref())?;
             println!(

@@ -42,6 +42,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("rev-parse", "Output the target of a rev"),
     ("show", "Output a metadata object"),
     ("sign", "Sign a commit"),
+    ("static-delta", "Static delta related commands"),
     ("summary", "Manage summary metadata"),
 ];
 
@@ -273,6 +274,7 @@ fn run(args: &[String]) -> R {
         "remote" => remote(&rest),
         "reset" => reset(&rest),
         "summary" => summary(&rest),
+        "static-delta" => static_delta(&rest),
         _ => {
             usage(&mut std::io::stderr());
             fail(format!("Unknown command '{cmd}'"))
@@ -602,9 +604,13 @@ fn refs(args: &[String]) -> R {
             ("delete", None, Kind::Flag),
             ("force", None, Kind::Flag),
             ("alias", Some('A'), Kind::Flag),
+            ("collections", Some('c'), Kind::Flag),
         ],
     )?;
     let repo = open_repo(&p)?;
+    if p.flag("collections") {
+        return refs_collections(&repo, &p);
+    }
     if let Some(newref) = p.value("create") {
         let [target] = p.args.as_slice() else {
             return fail("If --create is specified, exactly one existing ref must be specified");
@@ -658,17 +664,73 @@ fn refs(args: &[String]) -> R {
         for prefix in &p.args {
             for name in repo.list_refs(Some(prefix))?.keys() {
                 // Upstream prints names relative to the prefix unless --list.
-                let shown = if p.flag("list") || prefix.contains(':') {
-                    name.as_str()
-                } else {
-                    name.strip_prefix(prefix.as_str())
-                        .map(|s| s.trim_start_matches('/'))
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or(name)
+                // A remote prefix keeps its `REMOTE:` and loses the rest.
+                let (remote, local_prefix) = match prefix.split_once(':') {
+                    Some((r, rest)) => (Some(r), rest),
+                    None => (None, prefix.as_str()),
                 };
-                out.push_str(shown);
+                let bare = match remote {
+                    Some(r) => name.strip_prefix(r).and_then(|n| n.strip_prefix(':')),
+                    None => Some(name.as_str()),
+                };
+                let relative = bare
+                    .filter(|_| !p.flag("list"))
+                    .and_then(|n| n.strip_prefix(local_prefix))
+                    .map(|n| n.trim_start_matches('/'))
+                    .filter(|n| !n.is_empty());
+                let shown = match (relative, remote) {
+                    (Some(rel), Some(r)) => format!("{r}:{rel}"),
+                    (Some(rel), None) => rel.to_string(),
+                    (None, _) => name.clone(),
+                };
+                out.push_str(&shown);
                 out.push('\n');
             }
+        }
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(())
+}
+
+/// `refs --collections`: collection refs as `(COLLECTION, REF)`, or with
+/// `--create=COLLECTION:REF TARGET` / `--delete` to change them.
+fn refs_collections(repo: &Repo, p: &Parsed) -> R {
+    if let Some(newref) = p.value("create") {
+        let [target] = p.args.as_slice() else {
+            return fail("If --create is specified, exactly one existing ref must be specified");
+        };
+        let Some((coll, name)) = newref.split_once(':') else {
+            return fail(format!(
+                "Invalid collection–ref {newref}: expected COLLECTION:REF"
+            ));
+        };
+        let c = resolve(repo, target)?;
+        let exists = repo
+            .list_collection_refs()?
+            .contains_key(&(coll.to_string(), name.to_string()));
+        if exists && !p.flag("force") {
+            return fail(format!(
+                "--create specified but ref {newref} already exists"
+            ));
+        }
+        repo.set_collection_ref(coll, name, Some(&c))?;
+        return Ok(());
+    }
+    // With --collections, arguments select collection IDs.
+    let all = repo.list_collection_refs()?;
+    if p.flag("delete") {
+        if p.args.is_empty() {
+            return fail("At least one ref must be specified");
+        }
+        for (coll, name) in all.keys().filter(|(c, _)| p.args.contains(c)) {
+            repo.set_collection_ref(coll, name, None)?;
+        }
+        return Ok(());
+    }
+    let mut out = String::new();
+    for (coll, name) in all.keys() {
+        if p.args.is_empty() || p.args.contains(coll) {
+            out.push_str(&format!("({coll}, {name})\n"));
         }
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
@@ -857,9 +919,10 @@ fn fsck(args: &[String]) -> R {
             ("quiet", Some('q'), Kind::Flag),
             ("delete", None, Kind::Flag),
             ("all", Some('a'), Kind::Flag),
+            ("add-tombstones", None, Kind::Flag),
         ],
     )?;
-    let repo = open_repo(&p)?;
+    let mut repo = open_repo(&p)?;
     let quiet = p.flag("quiet");
     if !quiet {
         println!("Validating refs...");
@@ -869,6 +932,7 @@ fn fsck(args: &[String]) -> R {
     let opts = ostree_repo::fsck::FsckOptions {
         all: p.flag("all"),
         delete: p.flag("delete"),
+        add_tombstones: p.flag("add-tombstones"),
     };
     let report = ostree_repo::fsck::fsck(&repo, &opts, &|_, _| {})?;
     for e in &report.errors {
@@ -886,7 +950,12 @@ fn fsck(args: &[String]) -> R {
             report.commits
         );
     }
-    if report.partial > 0 {
+    if p.flag("add-tombstones") {
+        for c in &report.tombstone_candidates {
+            println!("Adding tombstone for commit {}", object::to_hex(c));
+        }
+        ostree_repo::fsck::add_tombstones(&mut repo, &report.tombstone_candidates)?;
+    } else if report.partial > 0 {
         println!("{} partial commits not verified", report.partial);
     }
     println!(
@@ -973,6 +1042,9 @@ fn pull_local(args: &[String]) -> R {
             ("remote", None, Kind::Value),
             ("disable-fsync", None, Kind::Flag),
             ("bareuseronly-files", None, Kind::Flag),
+            ("require-static-deltas", None, Kind::Flag),
+            ("disable-static-deltas", None, Kind::Flag),
+            ("dry-run", None, Kind::Flag),
         ],
     )?;
     let dst = open_repo(&p)?;
@@ -992,8 +1064,16 @@ fn pull_local(args: &[String]) -> R {
         commit_metadata_only: p.flag("commit-metadata-only"),
         remote: p.value("remote").map(str::to_string),
         bareuseronly_files: p.flag("bareuseronly-files"),
+        // Copying local objects is cheap: deltas only on request, as upstream.
+        static_deltas: false,
+        require_static_deltas: p.flag("require-static-deltas"),
+        dry_run: p.flag("dry-run"),
     };
     let stats = ostree_repo::pull::pull_local(&src, &dst, &p.args[1..], &opts)?;
+    if opts.dry_run {
+        print_delta_dry_run(&stats.delta);
+        return Ok(());
+    }
     println!(
         "{} metadata, {} content objects imported; {} bytes content written",
         stats.metadata, stats.content, stats.content_bytes
@@ -1143,18 +1223,32 @@ fn remote(args: &[String]) -> R {
             ("if-exists", None, Kind::Flag),
             ("force", None, Kind::Flag),
             ("show-urls", Some('u'), Kind::Flag),
+            ("custom-backend", None, Kind::Value),
+            ("sysroot", None, Kind::Value),
         ],
     )?;
-    let mut repo = open_repo(&p)?;
+    // `remote --sysroot=PATH` works on the sysroot's system repository, as upstream.
+    let mut repo = match p.value("sysroot") {
+        Some(sysroot) if p.value("repo").is_none() => {
+            Repo::open(&Path::new(sysroot).join("ostree/repo"))?
+        }
+        _ => open_repo(&p)?,
+    };
     let Some(op) = p.args.first() else {
         return fail("No \"remote\" subcommand specified");
     };
     let mut kf = repo.config().clone();
     match op.as_str() {
         "add" => {
-            let (Some(name), Some(url)) = (p.args.get(1), p.args.get(2)) else {
+            // A remote served by an external backend (e.g. ostree-rs-ext
+            // containers) may have no URL.
+            let custom = p.value("custom-backend");
+            let (Some(name), url) = (p.args.get(1), p.args.get(2)) else {
                 return fail("NAME and URL must be specified");
             };
+            if url.is_none() && custom.is_none() {
+                return fail("NAME and URL must be specified");
+            }
             let g = remote_group(name);
             if kf.has_group(&g) {
                 if p.flag("if-not-exists") {
@@ -1167,7 +1261,12 @@ fn remote(args: &[String]) -> R {
                 }
                 kf.remove_group(&g);
             }
-            kf.set(&g, "url", url);
+            if let Some(url) = url {
+                kf.set(&g, "url", url);
+            }
+            if let Some(b) = custom {
+                kf.set(&g, "custom-backend", b);
+            }
             if p.args.len() > 3 {
                 let branches: String = p.args[3..].iter().map(|b| format!("{b};")).collect();
                 kf.set(&g, "branches", &branches);
@@ -1229,8 +1328,44 @@ fn remote(args: &[String]) -> R {
             };
             match kf.get(&remote_group(name), "url") {
                 Some(u) => println!("{u}"),
+                None if kf.has_group(&remote_group(name)) => {
+                    return fail(format!("No \"url\" option in remote \"{name}\""))
+                }
                 None => return fail(format!("Remote \"{name}\" not found")),
             }
+        }
+        "refs" => {
+            let Some(name) = p.args.get(1) else {
+                return fail("NAME must be specified");
+            };
+            let g = remote_group(name);
+            let Some(url) = kf.get(&g, "url") else {
+                if kf.has_group(&g) {
+                    return fail(format!("No \"url\" option in remote \"{name}\""));
+                }
+                return fail(format!("Remote \"{name}\" not found"));
+            };
+            let names: Vec<String> = if let Some(path) = url.strip_prefix("file://") {
+                Repo::open(Path::new(path))?
+                    .list_refs(None)?
+                    .into_keys()
+                    .filter(|k| !k.contains(':'))
+                    .collect()
+            } else {
+                ostree_repo::pull_http::fetch_summary(url)?
+                    .ok_or_else(|| {
+                        Fail("Remote refs not available; server has no summary file".into())
+                    })?
+                    .refs
+                    .into_iter()
+                    .map(|r| r.name)
+                    .collect()
+            };
+            let mut out = String::new();
+            for n in names {
+                out.push_str(&format!("{name}:{n}\n"));
+            }
+            let _ = std::io::stdout().write_all(out.as_bytes());
         }
         other => return fail(format!("Unknown \"remote\" subcommand '{other}'")),
     }
@@ -1249,6 +1384,13 @@ fn pull(args: &[String]) -> R {
             ("disable-fsync", None, Kind::Flag),
             // Every object is already fsynced before it is published.
             ("per-object-fsync", None, Kind::Flag),
+            ("disable-static-deltas", None, Kind::Flag),
+            ("require-static-deltas", None, Kind::Flag),
+            ("dry-run", None, Kind::Flag),
+            ("bareuseronly-files", None, Kind::Flag),
+            ("http-trusted", None, Kind::Flag),
+            ("timestamp-check", Some('T'), Kind::Flag),
+            ("timestamp-check-from-rev", None, Kind::Value),
         ],
     )?;
     let repo = open_repo(&p)?;
@@ -1261,6 +1403,14 @@ fn pull(args: &[String]) -> R {
     };
     refs.extend(p.args[1..].iter().cloned());
     let g = remote_group(&remote_name);
+    if let Some(b) = repo.config().get(&g, "custom-backend") {
+        return fail(format!(
+            "Cannot pull via ostree: remote '{remote_name}' uses custom backend '{b}'"
+        ));
+    }
+    if let Some(msg) = repo.config().get(&g, "unconfigured-state") {
+        return fail(format!("remote '{remote_name}' is unconfigured; {msg}"));
+    }
     let Some(url) = repo.config().get(&g, "url") else {
         return fail(format!("Remote \"{remote_name}\" not found"));
     };
@@ -1281,18 +1431,30 @@ fn pull(args: &[String]) -> R {
             depth,
             commit_metadata_only: p.flag("commit-metadata-only"),
             remote,
+            disable_static_deltas: p.flag("disable-static-deltas") || p.flag("mirror"),
+            require_static_deltas: p.flag("require-static-deltas"),
+            dry_run: p.flag("dry-run"),
+            bareuseronly_files: p.flag("bareuseronly-files"),
+            trusted: p.flag("http-trusted"),
+            timestamp_check: p.flag("timestamp-check"),
+            timestamp_check_from: match p.value("timestamp-check-from-rev") {
+                Some(r) => Some(
+                    object::from_hex(r).ok_or_else(|| Fail(format!("Invalid checksum '{r}'")))?,
+                ),
+                None => None,
+            },
         };
         let start = std::time::Instant::now();
         let stats = ostree_repo::pull_http::pull_http(&repo, url, &refs, &opts)?;
-        if let Some(line) = stats.status_line(start.elapsed().as_secs()) {
+        if opts.dry_run {
+            print_delta_dry_run(&stats.written.delta);
+        } else if let Some(line) = stats.status_line(start.elapsed().as_secs()) {
             println!("{line}");
         }
         return Ok(());
     }
     let Some(path) = url.strip_prefix("file://") else {
-        return fail(format!(
-            "Unsupported remote URL scheme: {url} (file://, http:// and https:// are implemented)"
-        ));
+        return fail(format!("Invalid URI scheme in {url}"));
     };
     let src = Repo::open(Path::new(path))?;
     if refs.is_empty() {
@@ -1302,15 +1464,36 @@ fn pull(args: &[String]) -> R {
                 .filter(|k| !k.contains(':')),
         );
     }
+    if p.flag("dry-run") && !p.flag("require-static-deltas") {
+        return fail("Dry run option is only supported with --require-static-deltas");
+    }
     let opts = ostree_repo::pull::PullLocalOptions {
         depth,
         untrusted: true,
         commit_metadata_only: p.flag("commit-metadata-only"),
         remote,
-        bareuseronly_files: false,
+        bareuseronly_files: p.flag("bareuseronly-files"),
+        static_deltas: !p.flag("disable-static-deltas") && !p.flag("mirror"),
+        require_static_deltas: p.flag("require-static-deltas"),
+        dry_run: p.flag("dry-run"),
     };
-    ostree_repo::pull::pull_local(&src, &repo, &refs, &opts)?;
+    let stats = ostree_repo::pull::pull_local(&src, &repo, &refs, &opts)?;
+    if opts.dry_run {
+        print_delta_dry_run(&stats.delta);
+    }
     Ok(())
+}
+
+/// Upstream's `pull --dry-run` report of the static-delta parts to fetch.
+fn print_delta_dry_run(d: &ostree_repo::delta::DeltaNeeds) {
+    use ostree_repo::pull_http::format_size;
+    println!(
+        "Delta update: 0/{} parts, {}/{}, {} total uncompressed",
+        d.needed_parts,
+        format_size(0),
+        format_size(d.size),
+        format_size(d.usize)
+    );
 }
 
 fn reset(args: &[String]) -> R {
@@ -1358,9 +1541,12 @@ fn prune(args: &[String]) -> R {
             ("delete-commit", None, Kind::Value),
             ("keep-younger-than", None, Kind::Value),
             ("only-branch", None, Kind::Value),
+            ("retain-branch-depth", None, Kind::Value),
+            ("static-deltas-only", None, Kind::Flag),
+            ("commit-only", None, Kind::Flag),
         ],
     )?;
-    let repo = open_repo(&p)?;
+    let mut repo = open_repo(&p)?;
     let depth = match p.value("depth") {
         Some(d) => d
             .parse()
@@ -1384,16 +1570,28 @@ fn prune(args: &[String]) -> R {
         Some(c) => Some(resolve(&repo, c)?),
         None => None,
     };
-    for b in p.values("only-branch") {
-        resolve(&repo, b)?;
+    let mut retain_branch_depth = Vec::new();
+    for bd in p.values("retain-branch-depth") {
+        let Some((branch, d)) = bd.split_once('=') else {
+            return fail(format!("Invalid value {bd}, must specify BRANCH=DEPTH"));
+        };
+        let depth = parse_c_int(d).ok_or_else(|| Fail(format!("Invalid depth {d}")))?;
+        retain_branch_depth.push((branch.to_string(), depth));
+    }
+    if delete_commit.is_some() && !p.flag("static-deltas-only") && !p.flag("no-prune") {
+        // Upstream's CLI records that commits are now deleted on purpose.
+        repo.enable_tombstone_commits()?;
     }
     let opts = ostree_repo::prune::PruneOptions {
-        refs_only: p.flag("refs-only") || !p.values("only-branch").is_empty(),
+        refs_only: p.flag("refs-only"),
         depth,
         dry_run: p.flag("no-prune"),
         delete_commit,
+        static_deltas_only: p.flag("static-deltas-only"),
         keep_younger_than,
         only_branches: p.values("only-branch").to_vec(),
+        retain_branch_depth,
+        commit_only: p.flag("commit-only"),
     };
     let st = ostree_repo::prune::prune(&repo, &opts)?;
     println!("Total objects: {}", st.total);
@@ -1408,6 +1606,21 @@ fn prune(args: &[String]) -> R {
         println!("Deleted {} objects, {} bytes freed", st.pruned, st.freed);
     }
     Ok(())
+}
+
+/// An integer the way `g_ascii_strtoll` reads `--retain-branch-depth`
+/// values: optional sign and leading digits; `None` if there are none.
+fn parse_c_int(s: &str) -> Option<i64> {
+    let t = s.trim_start();
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let v: i64 = digits[..end].parse().ok()?;
+    Some(if neg { -v } else { v })
 }
 
 /// `--keep-younger-than` values: an absolute date or `N <unit>s ago`.
@@ -1463,6 +1676,175 @@ fn summary(args: &[String]) -> R {
         out.push('\n');
     } else {
         out.push_str(&display::summary_view(&s));
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(())
+}
+
+/// Megabyte options of `static-delta generate` (upstream takes MiB).
+fn mib_option(p: &Parsed, name: &str, default: u64) -> R<u64> {
+    match p.value(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|m| m * 1024 * 1024)
+            .map_err(|_| Fail(format!("Cannot parse integer value “{v}” for --{name}"))),
+    }
+}
+
+fn static_delta(args: &[String]) -> R {
+    use ostree_repo::delta::{self, DeltaName};
+    let p = parse(
+        args,
+        &[
+            ("from", None, Kind::Value),
+            ("to", None, Kind::Value),
+            ("empty", None, Kind::Flag),
+            ("inline", None, Kind::Flag),
+            ("if-not-exists", Some('n'), Kind::Flag),
+            ("min-fallback-size", None, Kind::Value),
+            ("max-chunk-size", None, Kind::Value),
+            ("max-bsdiff-size", None, Kind::Value),
+            ("disable-bsdiff", None, Kind::Flag),
+            ("swap-endianness", None, Kind::Flag),
+            ("set-endianness", None, Kind::Value),
+            ("filename", None, Kind::Value),
+            ("sign", None, Kind::Value),
+            ("sign-type", None, Kind::Value),
+            ("keys-file", None, Kind::Value),
+        ],
+    )?;
+    // Public keys for verify/apply-offline: arguments after the delta/path,
+    // plus --keys-file.
+    let public_keys = || -> R<Vec<String>> {
+        let mut keys: Vec<String> = p.args.iter().skip(2).cloned().collect();
+        if let Some(f) = p.value("keys-file") {
+            keys.extend(ostree_repo::sign::read_keys_file(Path::new(f))?);
+        }
+        Ok(keys)
+    };
+    let repo = open_repo(&p)?;
+    let Some(sub) = p.args.first() else {
+        return fail("No subcommand specified");
+    };
+    let arg = p.args.get(1).map(String::as_str);
+    let delta_arg = |what: &str| -> R<DeltaName> {
+        match arg {
+            Some(a) => Ok(DeltaName::parse(a)?),
+            None => fail(format!("{what} requires a DELTA argument")),
+        }
+    };
+    let mut out = String::new();
+    match sub.as_str() {
+        "list" => {
+            let list = delta::list(&repo)?;
+            if list.is_empty() {
+                out.push_str("(No static deltas)\n");
+            }
+            for d in list {
+                out.push_str(&format!("{d}\n"));
+            }
+        }
+        "show" => out.push_str(&delta::show(&repo, &delta_arg("show")?)?),
+        "delete" => delta::delete(&repo, &delta_arg("delete")?)?,
+        "reindex" => delta::reindex(&repo)?,
+        "indexes" => {
+            for c in delta::indexes(&repo)? {
+                out.push_str(&format!("{}\n", object::to_hex(&c)));
+            }
+        }
+        "apply-offline" => {
+            let Some(path) = arg else {
+                return fail("PATH must be specified");
+            };
+            let keys = public_keys()?;
+            let verify = match p.value("sign-type") {
+                Some(t) => Some((sign_engine(Some(t))?, keys.as_slice())),
+                None if !keys.is_empty() => Some((sign_engine(None)?, keys.as_slice())),
+                None => None,
+            };
+            delta::apply_offline_verified(&repo, Path::new(path), verify)?;
+        }
+        "verify" => {
+            let name = delta_arg("verify")?;
+            let engine = sign_engine(p.value("sign-type"))?;
+            let sbpath = repo.path().join(name.relpath()).join("superblock");
+            let data = std::fs::read(&sbpath)
+                .map_err(|e| Fail(format!("reading {}: {e}", sbpath.display())))?;
+            match delta::verify_signature(&data, engine, &public_keys()?) {
+                Ok(()) => out.push_str("Verification OK\n"),
+                Err(e) => {
+                    println!("Verification fails");
+                    return Err(e.into());
+                }
+            }
+        }
+        "generate" => {
+            let to_rev = match (p.value("to"), arg) {
+                (Some(t), _) | (None, Some(t)) => t,
+                (None, None) => return fail("--to requires an argument"),
+            };
+            if p.flag("empty") && p.value("from").is_some() {
+                return fail("Cannot specify both --empty and --from=COMMIT");
+            }
+            let to = resolve(&repo, to_rev)?;
+            let from = if p.flag("empty") {
+                None
+            } else {
+                Some(resolve(
+                    &repo,
+                    &p.value("from")
+                        .map(str::to_string)
+                        .unwrap_or(format!("{to_rev}^")),
+                )?)
+            };
+            let name = DeltaName { from, to };
+            if p.flag("if-not-exists")
+                && repo
+                    .path()
+                    .join(name.relpath())
+                    .join("superblock")
+                    .is_file()
+            {
+                println!("Delta {name} already exists.");
+                return Ok(());
+            }
+            let mut opts = delta::GenerateOptions::new(from, to);
+            opts.inline = p.flag("inline");
+            opts.min_fallback_size =
+                mib_option(&p, "min-fallback-size", delta::DEFAULT_MIN_FALLBACK_SIZE)?;
+            opts.max_chunk_size = mib_option(&p, "max-chunk-size", delta::DEFAULT_MAX_CHUNK_SIZE)?;
+            for secret in p.values("sign") {
+                opts.sign
+                    .push((sign_engine(p.value("sign-type"))?, secret.clone()));
+            }
+            if let Some(f) = p.value("keys-file") {
+                let engine = sign_engine(p.value("sign-type"))?;
+                for k in ostree_repo::sign::read_keys_file(Path::new(f))? {
+                    opts.sign.push((engine, k));
+                }
+            }
+            opts.swap_endianness = match p.value("set-endianness") {
+                Some("big") => true,
+                Some("little") => false,
+                Some(e) => return fail(format!("Invalid endianness '{e}'")),
+                None => p.flag("swap-endianness"),
+            };
+            println!(
+                "Generating static delta:\n  From: {}\n  To:   {}",
+                from.map(|c| object::to_hex(&c))
+                    .unwrap_or_else(|| "empty".into()),
+                object::to_hex(&to)
+            );
+            let st = delta::generate(&repo, &opts)?;
+            // Upstream's statistics; we never emit rollsum or bsdiff ops.
+            out.push_str(&format!(
+                "new reachable: objects={}\npart {} n:{} compressed:{} uncompressed:{}\nuncompressed={} compressed={}\nrollsum=0 objects, 0 bytes\nbsdiff=0 objects\n",
+                st.objects + st.fallbacks, st.parts, st.objects, st.compressed, st.uncompressed,
+                st.uncompressed, st.compressed
+            ));
+        }
+        other => return fail(format!("Unknown static-delta subcommand '{other}'")),
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
     Ok(())
