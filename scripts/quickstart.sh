@@ -68,6 +68,6 @@ until ssh_core true 2>/dev/null; do
 done
 echo "== ssh reachable after $((SECONDS - t0)) s; inside the node:"
 ssh_core sudo ferrocore admin status
-ssh_core 'systemctl is-system-running --wait >/dev/null 2>&1; journalctl -u hello.service -o cat | grep hello' || true
+ssh_core 'systemctl is-system-running --wait >/dev/null 2>&1; sudo journalctl -u hello.service -o cat | grep hello' || true
 ssh_core sudo systemctl poweroff || true
 wait $vm || true

@@ -236,6 +236,19 @@ fn wait_ok(pid: libc::pid_t) -> Result<()> {
 /// async-signal-safe calls, ending in `_exit`.
 unsafe fn watchdog(sock: RawFd, parent_end: RawFd, fs: RawFd, test: bool) -> ! {
     libc::close(parent_end);
+    // fork() copied every descriptor of the caller, including files other
+    // threads have open on unrelated mounts; holding them would keep those
+    // mounts busy (umount: target is busy) for as long as the watchdog lives.
+    let (lo, hi) = (sock.min(fs) as u32, sock.max(fs) as u32);
+    for (first, last) in [
+        (3, lo.wrapping_sub(1)),
+        (lo + 1, hi.wrapping_sub(1)),
+        (hi + 1, u32::MAX),
+    ] {
+        if first <= last {
+            libc::syscall(libc::SYS_close_range, first, last, 0u32);
+        }
+    }
     if !test {
         // Detach (new session, reparented to init) so a Ctrl-C or a
         // service restart of the caller does not take the watchdog along;
