@@ -14,3 +14,11 @@ bash crates/sysroot/scripts/upstream-admin-tests.sh "$target/debug/ferrocore" \
     test-admin-deploy-nomerge.sh test-admin-deploy-switch.sh test-admin-kargs.sh \
     test-admin-pull-deploy-commit.sh test-admin-upgrade-unconfigured.sh \
     test-no-initramfs.sh test-admin-instutil-set-kargs.sh
+# The same tests with every `ostree` command ours, not only `admin` (all but
+# test-no-initramfs.sh pass that way today).
+FERROCORE_OSTREE_ALL=1 bash crates/sysroot/scripts/upstream-admin-tests.sh "$target/debug/ferrocore" \
+    test-admin-deploy-karg.sh test-admin-deploy-clean.sh \
+    test-admin-deploy-etcmerge-cornercases.sh test-admin-deploy-2.sh test-admin-deploy-none.sh \
+    test-admin-deploy-nomerge.sh test-admin-deploy-switch.sh test-admin-kargs.sh \
+    test-admin-pull-deploy-commit.sh test-admin-upgrade-unconfigured.sh \
+    test-admin-instutil-set-kargs.sh

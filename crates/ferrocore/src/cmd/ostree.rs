@@ -1250,6 +1250,17 @@ fn remote(args: &[String]) -> R {
                 return fail("NAME and URL must be specified");
             }
             let g = remote_group(name);
+            // Upstream: a system repo reached through a deployment (`--sysroot`
+            // naming a root with an `etc/`) keeps its remotes in that root's
+            // `etc/ostree/remotes.d/NAME.conf`, unless
+            // `core.add-remotes-config-dir` is false.
+            let remotes_d = p
+                .value("sysroot")
+                .filter(|_| p.value("repo").is_none())
+                .map(|s| Path::new(s).join("etc"))
+                .filter(|etc| etc.is_dir())
+                .filter(|_| kf.get("core", "add-remotes-config-dir") != Some("false"))
+                .map(|etc| etc.join("ostree/remotes.d"));
             if kf.has_group(&g) {
                 if p.flag("if-not-exists") {
                     return Ok(());
@@ -1261,27 +1272,52 @@ fn remote(args: &[String]) -> R {
                 }
                 kf.remove_group(&g);
             }
+            let mut own = ostree_repo::keyfile::KeyFile::default();
+            let target = if remotes_d.is_some() {
+                &mut own
+            } else {
+                &mut kf
+            };
             if let Some(url) = url {
-                kf.set(&g, "url", url);
+                target.set(&g, "url", url);
             }
             if let Some(b) = custom {
-                kf.set(&g, "custom-backend", b);
+                target.set(&g, "custom-backend", b);
             }
             if p.args.len() > 3 {
                 let branches: String = p.args[3..].iter().map(|b| format!("{b};")).collect();
-                kf.set(&g, "branches", &branches);
+                target.set(&g, "branches", &branches);
             }
             for kv in p.values("set") {
                 let Some((k, v)) = kv.split_once('=') else {
                     return fail(format!("Missing '=' in KEY=VALUE for --set '{kv}'"));
                 };
-                kf.set(&g, k, v);
+                target.set(&g, k, v);
             }
             if p.flag("no-gpg-verify") {
-                kf.set(&g, "gpg-verify", "false");
+                target.set(&g, "gpg-verify", "false");
             }
             if p.flag("no-sign-verify") {
-                kf.set(&g, "sign-verify", "false");
+                target.set(&g, "sign-verify", "false");
+            }
+            if let Some(dir) = remotes_d {
+                let file = dir.join(format!("{name}.conf"));
+                if file.exists() && !p.flag("force") {
+                    if p.flag("if-not-exists") {
+                        return Ok(());
+                    }
+                    return fail(format!(
+                        "Remote configuration for \"{name}\" already exists: {}",
+                        file.display()
+                    ));
+                }
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Fail(format!("{}: {e}", dir.display())))?;
+                let tmp = dir.join(format!(".{name}.conf.tmp"));
+                std::fs::write(&tmp, own.to_text())
+                    .and_then(|()| std::fs::rename(&tmp, &file))
+                    .map_err(|e| Fail(format!("{}: {e}", file.display())))?;
+                return Ok(());
             }
             repo.write_config(kf)?;
         }
