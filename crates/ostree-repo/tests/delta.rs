@@ -11,25 +11,9 @@ use ostree_repo::pull_http::{pull_http, HttpPullOptions};
 use ostree_repo::{Repo, RepoMode};
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-const OSTREE: &str = "/usr/bin/ostree";
-const HTTPD: &str = "/usr/libexec/libostree/ostree-trivial-httpd";
-
-fn run(prog: &str, args: &[&str]) -> String {
-    assert!(
-        Path::new(prog).exists(),
-        "{prog} is missing (see module docs)"
-    );
-    let out = Command::new(prog).args(args).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{prog} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
+mod common;
+use common::{run, HTTPD, OSTREE};
 
 fn ostree(repo: &Path, args: &[&str]) -> String {
     let r = format!("--repo={}", repo.display());

@@ -9,23 +9,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-const OSTREE: &str = "/usr/bin/ostree";
-const HTTPD: &str = "/usr/libexec/libostree/ostree-trivial-httpd";
-
-fn run(prog: &str, args: &[&str]) -> String {
-    assert!(
-        Path::new(prog).exists(),
-        "{prog} is missing (see module docs)"
-    );
-    let out = Command::new(prog).args(args).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{prog} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
+mod common;
+use common::{run, HTTPD, OSTREE};
 
 /// Serves `dir` on 127.0.0.1; the server exits by itself once `dir` is
 /// deleted (`--autoexit`), i.e. when the test's temp dir is dropped.
