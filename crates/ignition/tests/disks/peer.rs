@@ -12,7 +12,7 @@ use std::process::Command;
 use ignition_engine::Stage::Disks;
 
 use super::common::SHARED;
-use super::support::{sh, Rig};
+use super::support::{real_ignition_turn, sh, Rig};
 
 struct Case {
     name: &'static str,
@@ -216,6 +216,7 @@ fn same_disks_as_real_ignition() {
         let pcfg = subst(case.config, &pd);
         let cfg_path = peer.path("config.ign");
         std::fs::write(&cfg_path, &pcfg).unwrap();
+        let turn = real_ignition_turn();
         let out = Command::new("sh")
             .arg(&script)
             .arg(&cfg_path)
@@ -224,6 +225,7 @@ fn same_disks_as_real_ignition() {
             .env("LIST", "0")
             .output()
             .unwrap();
+        drop(turn);
         let peer_ok = out.status.success();
         let peer_disks = describe(&pd, &pcfg);
         // Stop the array (if the kernel made one) before removing the node
@@ -350,6 +352,7 @@ fn full_run_files_on_new_filesystems_match_real_ignition() {
     );
     let pcfg = subst(config, &pd);
     std::fs::write(peer.path("config.ign"), &pcfg).unwrap();
+    let turn = real_ignition_turn();
     let out = Command::new("sh")
         .arg(&script)
         .arg(peer.path("config.ign"))
@@ -358,6 +361,7 @@ fn full_run_files_on_new_filesystems_match_real_ignition() {
         .env("LIST", "0")
         .output()
         .unwrap();
+    drop(turn);
     assert!(
         out.status.success(),
         "real ignition: {}",

@@ -5,9 +5,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use ignition_engine::{Options, Stage};
+
+/// Runs of the real Ignition's disks stage take turns: without a systemd
+/// manager, `run-real-ignition.sh` serves a stand-in at the one fixed path
+/// /run/systemd/private and removes it when it ends, which would cut off a
+/// concurrent run that found the socket already there.
+pub fn real_ignition_turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Fails loudly (never skips) without root and loop devices: CI runs as root.
 pub fn require_loop_devices() {
