@@ -42,6 +42,13 @@ compose_cached "$fc" "$work" "$cache"
 read -r version commit < <(sed -n 's/^version \([^ ]*\) commit \([0-9a-f]*\).*/\1 \2/p' "$work/compose.out")
 stamp "compose" "$t"
 
+# 2b. Releases B and C (ferrocore build of changed copies of os/) for the
+#     update scenarios, in an archive repository with A.
+t=$SECONDS
+. scripts/lib/releases.sh
+compose_releases "$fc" "$work" "$cache"
+stamp "releases B and C" "$t"
+
 # 3. The disk image (raw + qcow2, in the build directory).
 t=$SECONDS
 builddir=$(dirname "$(sed -n 's/^meta: //p' "$work/compose.out")")
@@ -60,8 +67,20 @@ cargo test -q -p ferrocore-vm --test e2e -- --include-ignored --test-threads=2 -
     2>&1 | tee "$work/e2e.out" || status=$?
 grep -h 'ssh reachable in\|passed in' "$work/e2e.out" | sed 's/^/e2e-vm: /' || true
 stamp "suite" "$t"
+
+# 5. The update scenarios (issue #10): releases published on the host, nodes
+#    updating, taking turns through FleetLock, rolling back on their own.
+t=$SECONDS
+export FERROCORE_E2E_RELEASES=$work/releases
+ustatus=0
+cargo test -q -p ferrocore-vm --test updates -- --include-ignored --test-threads=2 --nocapture \
+    2>&1 | tee "$work/updates.out" || ustatus=$?
+grep -h '^figure: ' "$work/updates.out" | sed 's/^/e2e-vm: /' || true
+stamp "update scenarios" "$t"
+[ "$status" != 0 ] || status=$ustatus
 if [ "$status" != 0 ]; then
-    for log in "$FERROCORE_E2E_WORKDIR"/*/*.console.log; do
+    for log in "$FERROCORE_E2E_WORKDIR"/*/*.console.log "$FERROCORE_E2E_WORKDIR"/updates-*/*/*.console.log; do
+        [ -f "$log" ] || continue
         echo "=== $log (last 60 lines)"; tail -n 60 "$log"
     done
 fi

@@ -22,7 +22,8 @@ pub struct OsRelease {
 pub struct Booted {
     /// Its release.
     pub release: OsRelease,
-    /// Update stream it follows (commit metadata `fedora-coreos.stream`).
+    /// Update stream it follows (commit metadata `ferrocore.stream`, or
+    /// `fedora-coreos.stream` on upstream-built commits).
     pub stream: String,
 }
 

@@ -17,8 +17,13 @@ use sysroot::{BootedSource, DeployOptions, Deployment, Sysroot};
 
 use crate::os::{Booted, LocalDeployment, Os, OsError, OsRelease};
 
-/// Commit metadata key naming the update stream (as Fedora CoreOS).
-pub const STREAM_KEY: &str = "fedora-coreos.stream";
+/// Commit metadata key naming the update stream in commits `ferrocore build`
+/// makes.
+pub const STREAM_KEY: &str = "ferrocore.stream";
+
+/// The key Fedora CoreOS commits carry instead; read when [`STREAM_KEY`] is
+/// absent, so the agent also follows upstream-built commits.
+pub const FCOS_STREAM_KEY: &str = "fedora-coreos.stream";
 
 /// The sysroot at a path, seen through the [`Os`] trait.
 #[derive(Debug, Clone)]
@@ -73,8 +78,9 @@ impl SysrootOs {
         })
     }
 
-    /// The HTTP URL of the remote the booted deployment follows.
-    fn origin_url(repo: &Repo, booted: &Deployment) -> Result<(String, String), OsError> {
+    /// The remote the booted deployment follows and its URL (repo config or
+    /// the system's `/etc/ostree/remotes.d`).
+    fn origin_url(sr: &Sysroot, booted: &Deployment) -> Result<(String, String), OsError> {
         let spec = booted.origin_refspec().ok_or_else(|| {
             OsError(format!(
                 "booted deployment {}: origin has no [origin] refspec",
@@ -88,14 +94,10 @@ impl SysrootOs {
                 "booted origin refspec {spec:?} names no remote: cannot fetch updates"
             ))
         })?;
-        let group = format!("remote \"{remote}\"");
-        let url = repo.config().get(&group, "url").ok_or_else(|| {
-            OsError(format!(
-                "{}/config: no url in [{group}]",
-                repo.path().display()
-            ))
-        })?;
-        Ok((remote.to_string(), url.to_string()))
+        let url = sr
+            .remote_url(remote)
+            .map_err(err("looking up the remote"))?;
+        Ok((remote.to_string(), url))
     }
 }
 
@@ -109,7 +111,10 @@ fn commit_meta(repo: &Repo, csum: &str) -> Result<(Option<String>, Option<String
         Some(ostree_repo::gvariant::Value::Str(s)) => Some(s.clone()),
         _ => None,
     };
-    Ok((text("version"), text(STREAM_KEY)))
+    Ok((
+        text("version"),
+        text(STREAM_KEY).or_else(|| text(FCOS_STREAM_KEY)),
+    ))
 }
 
 /// The release of commit `csum`, which must carry a `version`.
@@ -134,7 +139,7 @@ impl Os for SysrootOs {
         let (release, stream) = release_of(&repo, &d.csum)?;
         let stream = stream.ok_or_else(|| {
             OsError(format!(
-                "booted commit {}: no `{STREAM_KEY}` metadata",
+                "booted commit {}: no `{STREAM_KEY}` (or `{FCOS_STREAM_KEY}`) metadata",
                 d.csum
             ))
         })?;
@@ -202,7 +207,7 @@ impl Os for SysrootOs {
         let c = from_hex(&target.checksum)
             .ok_or_else(|| OsError(format!("bad payload checksum {:?}", target.checksum)))?;
         if !repo.has_object(ObjectType::Commit, &c) {
-            let (remote, url) = Self::origin_url(&repo, &booted)?;
+            let (remote, url) = Self::origin_url(&sr, &booted)?;
             let opts = HttpPullOptions {
                 remote: Some(remote),
                 ..Default::default()

@@ -460,6 +460,7 @@ pub(crate) fn commit_tree(
     };
     let version = version_for(
         &manifest.version_prefix,
+        &manifest.stream,
         lock.source_date_epoch,
         parent_version.as_deref(),
     );
@@ -1000,7 +1001,7 @@ packages = ["systemd"]
         let a = compose(d.path(), "a", "kernel", false, &d.path().join("repo-a"));
         let b = compose(d.path(), "b", "kernel", true, &d.path().join("repo-b"));
         assert_eq!(a.commit, b.commit, "reproducible");
-        assert_eq!(a.version, "7.20261126.0");
+        assert_eq!(a.version, "7.20261126.2.0");
         let c = compose(d.path(), "c", "kernel!", false, &d.path().join("repo-c"));
         assert_ne!(a.content_checksum, c.content_checksum);
 
@@ -1010,7 +1011,7 @@ packages = ["systemd"]
         for (key, want) in [
             ("ostree.bootable", "true"),
             ("ostree.linux", "'6.1.0-test'"),
-            ("version", "'7.20261126.0'"),
+            ("version", "'7.20261126.2.0'"),
         ] {
             let arg = format!("--print-metadata-key={key}");
             let got = ostree(&["show", "--repo", rs, &arg, "testos/x86_64/testing"]);
@@ -1030,7 +1031,7 @@ packages = ["systemd"]
 
         // A rebuild on top: next version, same content, parent recorded.
         let again = compose(d.path(), "a2", "kernel", false, &repo);
-        assert_eq!(again.version, "7.20261126.1");
+        assert_eq!(again.version, "7.20261126.2.1");
         assert_eq!(again.content_checksum, a.content_checksum);
         let log = ostree(&["log", "--repo", rs, "testos/x86_64/testing"]);
         assert!(

@@ -128,7 +128,16 @@ pub struct ImageOptions {
     pub seed: String,
     /// No file in the image is newer than this (the commit's timestamp).
     pub source_date_epoch: u64,
+    /// Boot tries a new default deployment gets before the boot loader falls
+    /// back to the previous one (automatic rollback); 0 turns counting off.
+    /// Stored as `sysroot.boot-counting-tries` in the image's repo config, so
+    /// it applies to updates, never to the image's own first deployment.
+    pub boot_tries: u32,
 }
+
+/// Boot tries of [`ImageOptions::boot_tries`] by default, as greenboot gives
+/// Fedora's image-based systems.
+pub const DEFAULT_BOOT_TRIES: u32 = 3;
 
 /// What [`build_image`] produced.
 #[derive(Debug, Clone)]
@@ -278,6 +287,17 @@ pub fn make_sysroot(opts: &ImageOptions, root: &Path) -> Result<()> {
             },
         )
         .map_err(sysroot_err("deploying the commit"))?;
+    if opts.boot_tries > 0 {
+        // After the deploy: the image's own deployment is not on probation.
+        let mut repo = ostree_repo::Repo::open(&root.join("ostree/repo"))?;
+        let mut cfg = repo.config().clone();
+        cfg.set(
+            "sysroot",
+            "boot-counting-tries",
+            &opts.boot_tries.to_string(),
+        );
+        repo.write_config(cfg)?;
+    }
     let dep = sr.deployment_dir(&d);
     // "uninitialized" (not empty) makes systemd treat the first boot as a first
     // boot: it generates the id and applies presets, which is how the units
@@ -715,6 +735,7 @@ fn read_meta(
         name: format!("{}-{}-{}.x86_64", meta.name, meta.version, platform.id()),
         seed: seed.unwrap_or_else(|| meta.ostree_commit.clone()),
         source_date_epoch: meta.ostree_timestamp,
+        boot_tries: DEFAULT_BOOT_TRIES,
     };
     Ok((opts, meta))
 }
@@ -832,6 +853,7 @@ mod tests {
             name: "img".into(),
             seed: "seed".into(),
             source_date_epoch: 1_795_651_200,
+            boot_tries: DEFAULT_BOOT_TRIES,
         };
         let out = build_image(&opts).unwrap();
         assert!(out.kernel_cmdline.starts_with(
@@ -1053,6 +1075,7 @@ mod tests {
             name: "x".into(),
             seed: "s".into(),
             source_date_epoch: 0,
+            boot_tries: DEFAULT_BOOT_TRIES,
         };
         let e = build_image(&opts).unwrap_err().to_string();
         assert!(e.contains("size") && e.contains("1025 MiB"), "{e}");

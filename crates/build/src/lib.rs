@@ -27,7 +27,8 @@ pub mod postprocess;
 pub use compose::{build, host_sources, lock_packages, BuildOptions, BuildOutcome};
 pub use image::{
     build_image, build_image_for, build_image_from_sysroot, derived_uuid, image_options_for,
-    make_sysroot, ImageOptions, ImageOutcome, Platform, DEFAULT_SIZE, STATEROOT,
+    make_sysroot, ImageOptions, ImageOutcome, Platform, DEFAULT_BOOT_TRIES, DEFAULT_SIZE,
+    STATEROOT,
 };
 pub use lock::{valid_version, Lock, LOCK_FILE};
 pub use manifest::{valid_package_name, Manifest, MANIFEST_FILE};

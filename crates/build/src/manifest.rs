@@ -17,7 +17,7 @@ pub struct Manifest {
     pub name: String,
     /// Update stream (`stable`, `testing`, ...).
     pub stream: String,
-    /// First component of versions (`41` in `41.20261126.0`).
+    /// First component of versions (`41` in `41.20261126.3.0`).
     pub version_prefix: String,
     /// Default ref the commit goes to (`ferrocore/x86_64/stable`).
     pub ostree_ref: String,

@@ -52,7 +52,7 @@ pub struct BuildMeta {
     pub name: String,
     /// Update stream.
     pub stream: String,
-    /// Version, `PREFIX.YYYYMMDD.N`.
+    /// Version, `PREFIX.YYYYMMDD.Z.N` (Z: the stream code).
     pub version: String,
     /// Commit checksum.
     pub ostree_commit: String,
@@ -94,13 +94,18 @@ fn civil(secs: u64) -> (i64, u32, u32) {
     )
 }
 
-/// The version of a build: `PREFIX.YYYYMMDD.N` (Fedora CoreOS style), the
-/// date from `epoch`, and `N` one more than the parent's when the parent has
-/// the same `PREFIX.YYYYMMDD`, else 0. The date comes from the lock, not
-/// the clock, so that rebuilding the same inputs gives the same version.
-pub fn version_for(prefix: &str, epoch: u64, parent_version: Option<&str>) -> String {
+/// The version of a build, as Fedora CoreOS numbers them:
+/// `PREFIX.YYYYMMDD.Z.N`, the date from `epoch`, `Z` the stream's code
+/// (stable 3, testing 2, next 1; 0 for a stream of our own), and `N` one more
+/// than the parent's when the parent has the same `PREFIX.YYYYMMDD.Z`, else
+/// 0. The date comes from the lock, not the clock, so that rebuilding the
+/// same inputs gives the same version; the stream code lets release tooling
+/// (`ferrocore release rollout`, like `rollout.py`) catch a build rolled out
+/// on the wrong stream.
+pub fn version_for(prefix: &str, stream: &str, epoch: u64, parent_version: Option<&str>) -> String {
     let (y, m, d) = civil(epoch);
-    let stem = format!("{prefix}.{y:04}{m:02}{d:02}");
+    let z = release_meta::updates::stream_code(stream).unwrap_or("0");
+    let stem = format!("{prefix}.{y:04}{m:02}{d:02}.{z}");
     let n = parent_version
         .and_then(|v| {
             v.strip_prefix(&stem)?
@@ -120,19 +125,34 @@ mod tests {
     fn versions() {
         // 2026-11-26T00:00:00Z
         let t = 1_795_651_200;
-        assert_eq!(version_for("41", t, None), "41.20261126.0");
+        let v = |prefix, stream, t, parent| version_for(prefix, stream, t, parent);
+        assert_eq!(v("41", "stable", t, None), "41.20261126.3.0");
         assert_eq!(
-            version_for("41", t + 86399, Some("41.20261126.0")),
-            "41.20261126.1"
+            v("41", "stable", t + 86399, Some("41.20261126.3.0")),
+            "41.20261126.3.1"
         );
         assert_eq!(
-            version_for("41", t, Some("41.20261126.9")),
-            "41.20261126.10"
+            v("41", "stable", t, Some("41.20261126.3.9")),
+            "41.20261126.3.10"
         );
-        assert_eq!(version_for("41", t, Some("41.20261125.3")), "41.20261126.0");
-        assert_eq!(version_for("42", t, Some("41.20261126.3")), "42.20261126.0");
-        assert_eq!(version_for("41", 0, None), "41.19700101.0");
-        assert_eq!(version_for("41", 951_782_400, None), "41.20000229.0");
+        assert_eq!(v("41", "testing", t, None), "41.20261126.2.0");
+        // Another stream's, another day's or another prefix's parent: N restarts.
+        assert_eq!(
+            v("41", "testing", t, Some("41.20261126.3.4")),
+            "41.20261126.2.0"
+        );
+        assert_eq!(
+            v("41", "stable", t, Some("41.20261125.3.3")),
+            "41.20261126.3.0"
+        );
+        assert_eq!(
+            v("42", "stable", t, Some("41.20261126.3.3")),
+            "42.20261126.3.0"
+        );
+        assert_eq!(v("41", "mine", 0, None), "41.19700101.0.0");
+        assert_eq!(v("41", "stable", 951_782_400, None), "41.20000229.3.0");
+        // Every stable version passes the release tooling's check.
+        release_meta::updates::check_version("stable", &v("41", "stable", t, None)).unwrap();
     }
 
     #[test]

@@ -26,7 +26,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{ClientParams, ErrorBody, ErrorKind, RequestBody, PROTOCOL_HEADER};
-use crate::semaphore::{self, LockParams};
+use crate::semaphore::{self, GroupState, LockParams};
 use crate::store::Store;
 use crate::time::{now, rfc3339};
 use crate::Error;
@@ -170,11 +170,15 @@ impl FleetLock {
         let slots = self.slots(&p.group)?;
         let id = p.id.clone();
         let ttl = self.lease_ttl;
+        let granted = Arc::new(AtomicU64::new(0));
+        let granted2 = granted.clone();
         let result = self
             .store
             .apply(
                 &p.group,
                 Arc::new(move |s| {
+                    // Re-run after a conflict: the latest run's answer counts.
+                    granted2.store(u64::from(!s.holders.contains_key(&id)), Ordering::Relaxed);
                     semaphore::lock(
                         s,
                         &id,
@@ -187,6 +191,11 @@ impl FleetLock {
                 }),
             )
             .await;
+        if let Ok(state) = &result {
+            if granted.load(Ordering::Relaxed) == 1 {
+                log_transition("granted", &p.group, &p.id, state);
+            }
+        }
         result.map(drop).map_err(|e| match e {
             Error::Full { .. } | Error::Conflict => {
                 Rejection::new(ErrorKind::FailedLock, e.to_string())
@@ -207,7 +216,8 @@ impl FleetLock {
     async fn unlock(&self, group: &str, id: &str, slots: u64) -> Result<bool, Rejection> {
         let held = Arc::new(AtomicU64::new(0));
         let (id2, held2) = (id.to_string(), held.clone());
-        self.store
+        let state = self
+            .store
             .apply(
                 group,
                 Arc::new(move |s| {
@@ -224,7 +234,11 @@ impl FleetLock {
                     format!("failed to release semaphore lock: {e}"),
                 )
             })?;
-        Ok(held.load(Ordering::Relaxed) == 1)
+        let held = held.load(Ordering::Relaxed) == 1;
+        if held {
+            log_transition("released", group, id, &state);
+        }
+        Ok(held)
     }
 
     /// Holders of every configured group.
@@ -406,6 +420,25 @@ impl FleetLock {
         let _ = writeln!(m, "fleetlock_store_up {store_up}");
         m
     }
+}
+
+/// The server's record of who held the lock when: one line per slot granted or
+/// given back, with the holders right after that transition as the store
+/// committed it, so "never more holders than slots" can be checked after the
+/// fact from the log alone.
+fn log_transition(what: &str, group: &str, id: &str, state: &GroupState) {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let holders: Vec<&str> = state.holders.keys().map(String::as_str).collect();
+    eprintln!(
+        "fleetlock: {}.{:03} {what} group={group} id={id} holders={}/{} [{}]",
+        t.as_secs(),
+        t.subsec_millis(),
+        holders.len(),
+        state.slots,
+        holders.join(",")
+    );
 }
 
 fn head(m: &mut String, name: &str, help: &str, kind: &str) {

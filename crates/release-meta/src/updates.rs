@@ -99,6 +99,21 @@ pub struct Paused {
     pub remaining_minutes: u64,
 }
 
+/// The third part of a Fedora CoreOS version (`X.YYYYMMDD.Z.A`) for a
+/// production or development stream, `None` for other streams.
+pub fn stream_code(stream: &str) -> Option<&'static str> {
+    Some(match stream {
+        "next" => "1",
+        "testing" => "2",
+        "stable" => "3",
+        "next-devel" => "10",
+        "testing-devel" => "20",
+        "rawhide" => "91",
+        "branched" => "92",
+        _ => return None,
+    })
+}
+
 /// Checks a version against Fedora CoreOS conventions before it is rolled out, as
 /// fedora-coreos-streams `rollout.py` does: `X.YYYYMMDD.Z.A` with numeric parts, and
 /// for the production and development streams a `Z` matching the stream (next 1,
@@ -117,15 +132,8 @@ pub fn check_version(stream: &str, version: &str) -> Result<()> {
     if parts[1].len() != 8 {
         return bad("second part must be a YYYYMMDD date");
     }
-    let code = match stream {
-        "next" => "1",
-        "testing" => "2",
-        "stable" => "3",
-        "next-devel" => "10",
-        "testing-devel" => "20",
-        "rawhide" => "91",
-        "branched" => "92",
-        _ => return Ok(()),
+    let Some(code) = stream_code(stream) else {
+        return Ok(());
     };
     if parts[2] != code {
         return bad(&format!(

@@ -56,6 +56,18 @@ pub enum BootComplete {
     Nothing,
 }
 
+/// Outcome of [`Sysroot::boot_failed`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BootFailed {
+    /// The booted deployment is on probation (its entry is counted): a
+    /// reboot spends one of its tries, and once they are spent the boot
+    /// loader falls back to the previous deployment.
+    OnProbation(Deployment),
+    /// The booted deployment was already marked good: rebooting would boot
+    /// it again, so there is nothing to fall back to automatically.
+    NotCounted(Deployment),
+}
+
 fn entries_sorted(dir: &Path) -> Result<Vec<(EntryName, String)>> {
     let mut v = Vec::new();
     for e in fs::read_dir(dir).map_err(io_at("reading", dir))? {
@@ -148,6 +160,24 @@ impl Sysroot {
             .map_err(|e| Error::Corrupt(format!("serializing failures: {e}")))?;
         json.push(b'\n');
         fsutil::write_file_atomic(&self.path.join(FAILURES_FILE), &json, 0o644)
+    }
+
+    /// Reports a boot whose health checks failed (`admin boot-failed`):
+    /// says whether rebooting would move the boot loader towards the
+    /// previous deployment. Changes nothing: the boot loader counts.
+    pub fn boot_failed(&mut self) -> Result<BootFailed> {
+        self.reload()?;
+        let booted = self
+            .booted_deployment()
+            .cloned()
+            .ok_or_else(|| Error::Invalid("Not currently booted into an OSTree system".into()))?;
+        let counted = booted.entry.as_ref().is_some_and(|n| n.counter.is_some());
+        let d = self.deployments[booted.index].clone();
+        Ok(if counted {
+            BootFailed::OnProbation(d)
+        } else {
+            BootFailed::NotCounted(d)
+        })
     }
 
     /// Reports a successful boot (`admin boot-complete`). Requires a booted

@@ -1,7 +1,7 @@
 //! Staged deployments (`deploy --stage`): the tree is checked out now, the
 //! `/etc` merge and the boot swap happen at shutdown
-//! (`admin finalize-staged`, run by the shipped
-//! `ferrocore-finalize-staged.service`), so `/etc` changes made until then
+//! (`admin finalize-staged`, run by the OS's
+//! `os/units/ferrocore-finalize-staged.service`), so `/etc` changes made until then
 //! are carried over. State lives in `/run/ostree/staged-deployment`
 //! (GVariant `a{sv}` as upstream: `target` {`name`, `osname`, `bootcsum`},
 //! `kargs`, `origin`), so a crash or power loss before finalization simply
@@ -18,14 +18,6 @@ use ostree_repo::keyfile::KeyFile;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
-
-/// systemd unit that finalizes a staged deployment at shutdown (install as
-/// `/usr/lib/systemd/system/ferrocore-finalize-staged.service`).
-pub const FINALIZE_STAGED_UNIT: &str = include_str!("../units/ferrocore-finalize-staged.service");
-
-/// systemd unit that reports a good boot for boot counting (install as
-/// `/usr/lib/systemd/system/ferrocore-boot-complete.service`).
-pub const BOOT_COMPLETE_UNIT: &str = include_str!("../units/ferrocore-boot-complete.service");
 
 /// Outcome of [`Sysroot::finalize_staged`].
 #[derive(Debug, Clone, PartialEq)]

@@ -5,9 +5,11 @@
 //! be pulled by the store's client first, then `deploy_only` deploys.
 
 use crate::{DeployOptions, Deployment, Error, Result, Sysroot};
+use ostree_repo::keyfile::KeyFile;
 use ostree_repo::object::{from_hex, to_hex};
 use ostree_repo::pull::{self, PullLocalOptions};
 use ostree_repo::{parse_refspec, Repo};
+use std::fs;
 
 /// Options of [`Sysroot::upgrade`].
 #[derive(Debug, Clone, Default)]
@@ -38,21 +40,44 @@ pub enum Upgrade {
 }
 
 impl Sysroot {
-    fn remote_url(repo: &Repo, remote: &str) -> Result<String> {
-        repo.config()
-            .get(&format!("remote \"{remote}\""), "url")
-            .map(str::to_string)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "Remote \"{remote}\" not found in {}/config",
-                    repo.path().display()
-                ))
-            })
+    /// The URL of `remote` as upstream's system repository sees it: the
+    /// repo's `config`, then `etc/ostree/remotes.d/*.conf` below the sysroot
+    /// (`/etc` of the booted system; what `ostree remote add` writes there
+    /// and what a node's provisioning config can add).
+    pub fn remote_url(&self, remote: &str) -> Result<String> {
+        let repo = self.repo()?;
+        let group = format!("remote \"{remote}\"");
+        if let Some(url) = repo.config().get(&group, "url") {
+            return Ok(url.to_string());
+        }
+        let dir = self.path.join("etc/ostree/remotes.d");
+        let mut files: Vec<_> = match fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(crate::fsutil::io_at("reading", &dir)(e)),
+        };
+        files.sort();
+        for f in files {
+            let text = fs::read_to_string(&f).map_err(crate::fsutil::io_at("reading", &f))?;
+            let kf = KeyFile::parse(&text, &f.display().to_string())?;
+            if let Some(url) = kf.get(&group, "url") {
+                return Ok(url.to_string());
+            }
+        }
+        Err(Error::NotFound(format!(
+            "Remote \"{remote}\" not found in {}/config or {}",
+            repo.path().display(),
+            dir.display()
+        )))
     }
 
     fn fetch(&self, remote: &str, name: &str, commit: Option<&str>) -> Result<()> {
         let repo = self.repo()?;
-        let url = Self::remote_url(&repo, remote)?;
+        let url = self.remote_url(remote)?;
         let Some(path) = url.strip_prefix("file://") else {
             return Err(Error::Invalid(format!(
                 "remote {remote}: fetching from {url} is not supported here; \

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use std::fs;
-use sysroot::bootcount::{systemd_boot_attempt, BootComplete};
+use sysroot::bootcount::{systemd_boot_attempt, BootComplete, BootFailed};
 use sysroot::{DeployOptions, Sysroot};
 
 fn opts(tries: Option<u32>) -> DeployOptions {
@@ -117,6 +117,11 @@ fn successful_boot_is_marked_good_and_counter_survives_rewrites() {
         fx.entry_names(),
         ["ostree-1-testos.conf", "ostree-2-testos+2-1.conf"]
     );
+    // A failed health check now would reboot: the entry is on probation.
+    match b.boot_failed().unwrap() {
+        BootFailed::OnProbation(d) => assert_eq!(d.csum, v2),
+        other => panic!("expected OnProbation, got {other:?}"),
+    }
     match b.boot_complete().unwrap() {
         BootComplete::MarkedGood(d) => assert_eq!(d.csum, v2),
         other => panic!("expected MarkedGood, got {other:?}"),
@@ -133,6 +138,11 @@ fn successful_boot_is_marked_good_and_counter_survives_rewrites() {
         ["ostree-1-testos.conf", "ostree-2-testos.conf"]
     );
     assert_eq!(b.boot_complete().unwrap(), BootComplete::Nothing);
+    // Once marked good, a failed check has nothing to fall back to.
+    match b.boot_failed().unwrap() {
+        BootFailed::NotCounted(d) => assert_eq!(d.csum, v2),
+        other => panic!("expected NotCounted, got {other:?}"),
+    }
 }
 
 #[test]

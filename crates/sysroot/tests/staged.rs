@@ -120,14 +120,3 @@ fn restaging_replaces_the_previous_staged_tree() {
     assert!(fx.root.join(second.relpath()).is_dir());
     assert_eq!(sr.staged_deployment().unwrap().unwrap().csum, v2);
 }
-
-#[test]
-fn shipped_units_run_our_commands() {
-    assert!(sysroot::staged::FINALIZE_STAGED_UNIT
-        .contains("ExecStop=/usr/bin/ferrocore admin finalize-staged"));
-    assert!(sysroot::staged::BOOT_COMPLETE_UNIT
-        .contains("ExecStart=/usr/bin/ferrocore admin boot-complete"));
-    assert!(
-        sysroot::staged::BOOT_COMPLETE_UNIT.contains("After=local-fs.target boot-complete.target")
-    );
-}

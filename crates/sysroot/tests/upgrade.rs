@@ -114,3 +114,38 @@ fn upgrade_switch_and_set_origin() {
     let e = sr.upgrade(&opts).unwrap_err().to_string();
     assert!(e.contains("--deploy-only"), "{e}");
 }
+
+#[test]
+fn remote_url_from_repo_config_then_remotes_d() {
+    let fx = setup();
+    let sr = fx.load();
+    let e = sr.remote_url("ferrocore").unwrap_err().to_string();
+    assert!(e.contains("Remote \"ferrocore\" not found"), "{e}");
+    // What a node's Ignition config writes into /etc.
+    let d = fx.root.join("etc/ostree/remotes.d");
+    fs::create_dir_all(&d).unwrap();
+    fs::write(
+        d.join("README"),
+        "[remote \"ferrocore\"]\nurl=http://ignored\n",
+    )
+    .unwrap();
+    fs::write(
+        d.join("ferrocore.conf"),
+        "[remote \"ferrocore\"]\nurl=http://10.0.2.2:8080/repo\ngpg-verify=false\n",
+    )
+    .unwrap();
+    assert_eq!(
+        sr.remote_url("ferrocore").unwrap(),
+        "http://10.0.2.2:8080/repo"
+    );
+    // The repo's own config wins, as upstream reads it first.
+    let mut repo = Repo::open(&fx.root.join("ostree/repo")).unwrap();
+    let mut cfg = repo.config().clone();
+    cfg.set("remote \"ferrocore\"", "url", "http://repo-config");
+    repo.write_config(cfg).unwrap();
+    assert_eq!(sr.remote_url("ferrocore").unwrap(), "http://repo-config");
+    // A broken file is an error naming it.
+    fs::write(d.join("bad.conf"), "not a keyfile line\n").unwrap();
+    let e = sr.remote_url("other").unwrap_err().to_string();
+    assert!(e.contains("bad.conf"), "{e}");
+}

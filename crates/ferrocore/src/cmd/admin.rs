@@ -11,7 +11,7 @@ use ostree_repo::object::to_hex;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use sysroot::bootcount::BootComplete;
+use sysroot::bootcount::{BootComplete, BootFailed};
 use sysroot::staged::Finalize;
 use sysroot::upgrade::{Upgrade, UpgradeOptions};
 use sysroot::{DeployOptions, KernelArgs, Sysroot};
@@ -210,6 +210,14 @@ enum Cmd {
     },
     /// Report a successful boot (boot counting / automatic rollback).
     BootComplete,
+    /// Report a boot whose health checks failed: on a deployment on
+    /// probation, reboot (with --reboot) so the boot loader spends a try and
+    /// falls back once they are spent. Fails on a deployment marked good.
+    BootFailed {
+        /// Run `systemctl reboot` when on probation.
+        #[arg(long)]
+        reboot: bool,
+    },
     /// Show local changes of /etc against its defaults (M/A/D).
     ConfigDiff {
         /// Stateroot.
@@ -575,6 +583,36 @@ fn run(cli: Cli, ostree_style: bool) -> anyhow::Result<()> {
             ),
             BootComplete::Nothing => {}
         },
+        Cmd::BootFailed { reboot } => {
+            let (on_probation, d) = match sr.boot_failed()? {
+                BootFailed::OnProbation(d) => (true, d),
+                BootFailed::NotCounted(d) => (false, d),
+            };
+            let name = format!("{}.{}", d.csum, d.deployserial);
+            if !on_probation {
+                bail!(
+                    "health checks failed on deployment {name}, which is marked good: \
+                     no automatic rollback (roll back with `ferrocore admin rollback`)"
+                );
+            }
+            eprintln!(
+                "health checks failed on deployment {name}, on probation: {}",
+                if reboot {
+                    "rebooting to spend a boot try"
+                } else {
+                    "a reboot spends a boot try"
+                }
+            );
+            if reboot {
+                let st = std::process::Command::new("systemctl")
+                    .arg("reboot")
+                    .status()
+                    .context("running systemctl reboot")?;
+                if !st.success() {
+                    bail!("systemctl reboot: {st}");
+                }
+            }
+        }
         Cmd::ConfigDiff { os } => {
             let os = match os {
                 Some(o) => o,
