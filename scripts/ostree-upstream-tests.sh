@@ -20,7 +20,7 @@ if [ ! -d "$T" ]; then
 fi
 
 # Tests that pass against ferrocore today; a failure here is a regression.
-MUST_PASS=(test-pull-mirror-summary.sh test-pull-bareuseronly.sh test-pull-depth.sh test-local-pull-depth.sh test-prune-collections.sh test-init-collections.sh test-prune.sh test-summary-update.sh test-pull-bare.sh test-pull-bareuser.sh test-corruption.sh test-commit-timestamp.sh test-refs.sh test-local-pull.sh test-archivez.sh test-config.sh test-signed-commit.sh test-basic-user.sh test-basic-user-only.sh)
+MUST_PASS=(test-auto-summary.sh test-pull-mirror-summary.sh test-pull-bareuseronly.sh test-pull-depth.sh test-local-pull-depth.sh test-prune-collections.sh test-init-collections.sh test-prune.sh test-summary-update.sh test-pull-bare.sh test-pull-bareuser.sh test-corruption.sh test-commit-timestamp.sh test-refs.sh test-local-pull.sh test-archivez.sh test-config.sh test-signed-commit.sh test-basic-user.sh test-basic-user-only.sh)
 # The target list of the ostree issue (all must pass eventually).
 TARGET=(test-basic-user.sh test-basic-user-only.sh test-archivez.sh test-refs.sh
         test-local-pull.sh test-pull-bare.sh test-pull-bareuser.sh test-corruption.sh
@@ -28,7 +28,8 @@ TARGET=(test-basic-user.sh test-basic-user-only.sh test-archivez.sh test-refs.sh
         test-signed-commit.sh
         # Also passing, kept as regression gates:
         test-pull-bareuseronly.sh test-pull-depth.sh test-local-pull-depth.sh
-        test-prune-collections.sh test-init-collections.sh test-pull-mirror-summary.sh)
+        test-prune-collections.sh test-init-collections.sh test-pull-mirror-summary.sh
+        test-auto-summary.sh)
 
 if [ -z "${OSTREE_BIN:-}" ]; then
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}

@@ -8,7 +8,9 @@
 # reused while os/ and the binary are unchanged.
 # Measured on the 2-core dev machine (busy): compose 284 s (packages cached),
 # image 38-64 s, suite 306 s (5 tests, 2 VMs of 1 vCPU/512 MiB at a time;
-# boot -> ssh 68-113 s per VM, about 45 s for a lone 2-vCPU VM).
+# boot -> ssh 68-113 s per VM, about 45 s for a lone 2-vCPU VM); releases B
+# and C 2 x 140 s; update scenarios 1025 s (3 tests, two at a time: up to
+# 4 VMs at once).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

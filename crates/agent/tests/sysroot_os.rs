@@ -122,7 +122,7 @@ fn booted_stage_pull_and_finalize() {
     };
     // The origin remote must be configured before anything can be fetched.
     let e = os.stage(&rel("2", &b)).unwrap_err().to_string();
-    assert!(e.contains("no url in [remote \"origin\"]"), "{e}");
+    assert!(e.contains("Remote \"origin\" not found"), "{e}");
     let mut repo = Repo::open(&sys_repo).unwrap();
     let mut cfg = repo.config().clone();
     cfg.set("remote \"origin\"", "url", &url);

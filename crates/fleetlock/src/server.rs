@@ -430,15 +430,25 @@ fn log_transition(what: &str, group: &str, id: &str, state: &GroupState) {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    eprintln!("{}", transition_line(t, what, group, id, state));
+}
+
+fn transition_line(
+    t: std::time::Duration,
+    what: &str,
+    group: &str,
+    id: &str,
+    state: &GroupState,
+) -> String {
     let holders: Vec<&str> = state.holders.keys().map(String::as_str).collect();
-    eprintln!(
+    format!(
         "fleetlock: {}.{:03} {what} group={group} id={id} holders={}/{} [{}]",
         t.as_secs(),
         t.subsec_millis(),
         holders.len(),
         state.slots,
         holders.join(",")
-    );
+    )
 }
 
 fn head(m: &mut String, name: &str, help: &str, kind: &str) {
@@ -561,4 +571,32 @@ pub async fn serve(
     axum::serve(listener, app.router())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_lines_name_the_holders_after_the_change() {
+        let mut st = GroupState::default();
+        let p = LockParams {
+            slots: 2,
+            now: 10,
+            ttl: None,
+        };
+        semaphore::lock(&mut st, "b", p).unwrap();
+        semaphore::lock(&mut st, "a", p).unwrap();
+        let t = std::time::Duration::from_millis(1_795_700_000_042);
+        assert_eq!(
+            transition_line(t, "granted", "default", "a", &st),
+            "fleetlock: 1795700000.042 granted group=default id=a holders=2/2 [a,b]"
+        );
+        semaphore::unlock(&mut st, "a", 2, 11);
+        semaphore::unlock(&mut st, "b", 2, 11);
+        assert_eq!(
+            transition_line(t, "released", "default", "b", &st),
+            "fleetlock: 1795700000.042 released group=default id=b holders=0/2 []"
+        );
+    }
 }

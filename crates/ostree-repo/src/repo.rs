@@ -727,7 +727,8 @@ impl Repo {
         Ok(())
     }
 
-    /// Sets (or with `None` deletes) a ref atomically.
+    /// Sets (or with `None` deletes) a ref atomically; then regenerates the
+    /// summary if the config asks for it ([`Repo::maybe_regenerate_summary`]).
     pub fn set_ref(
         &self,
         remote: Option<&str>,
@@ -735,7 +736,14 @@ impl Repo {
         target: Option<&Checksum>,
     ) -> Result<()> {
         validate_ref(name)?;
-        let p = self.refs_dir(remote).join(name);
+        self.write_ref_at(&self.refs_dir(remote), name, target)?;
+        self.maybe_regenerate_summary()
+    }
+
+    /// Writes (or with `None` removes) the ref file `root/name`; a removal
+    /// also drops the directories it leaves empty below `root`.
+    fn write_ref_at(&self, root: &Path, name: &str, target: Option<&Checksum>) -> Result<()> {
+        let p = root.join(name);
         match target {
             Some(c) => {
                 let parent = p.parent().expect("ref path has a parent");
@@ -748,8 +756,6 @@ impl Repo {
             }
             None => match fs::remove_file(&p) {
                 Ok(()) => {
-                    // Drop now-empty parent directories (but never the root).
-                    let root = self.refs_dir(remote);
                     let mut d = p.parent();
                     while let Some(dir) = d {
                         if dir == root || fs::remove_dir(dir).is_err() {
@@ -763,6 +769,29 @@ impl Repo {
                 Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
             },
         }
+    }
+
+    /// Whether ref changes regenerate the summary: `core.auto-update-summary`
+    /// or its deprecated alias `core.commit-update-summary`, as upstream.
+    pub fn auto_update_summary(&self) -> Result<bool> {
+        for key in ["auto-update-summary", "commit-update-summary"] {
+            if self.config.get_bool("core", key)? == Some(true) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Regenerates the summary when [`Repo::auto_update_summary`] says so;
+    /// called after every ref change, like upstream's
+    /// `_ostree_repo_maybe_regenerate_summary`.
+    pub fn maybe_regenerate_summary(&self) -> Result<()> {
+        if !self.auto_update_summary()? {
+            return Ok(());
+        }
+        // A handle of its own: regenerating may record config keys.
+        let mut own = Repo::open(&self.path)?;
+        crate::summary::regenerate(&mut own, &[])
     }
 
     /// `core.collection-id`: the collection this repository's own refs
@@ -810,24 +839,8 @@ impl Repo {
         }
         validate_ref(name)?;
         let root = self.path.join("refs/mirrors").join(collection);
-        let p = root.join(name);
-        match target {
-            Some(c) => {
-                let parent = p.parent().expect("ref path has a parent");
-                fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-                write_file_atomic(
-                    &p,
-                    format!("{}\n", object::to_hex(c)).as_bytes(),
-                    self.fsync,
-                )
-            }
-            None => match fs::remove_file(&p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(Error::io(format!("removing {}", p.display()), e))
-                }
-                _ => Ok(()),
-            },
-        }
+        self.write_ref_at(&root, name, target)?;
+        self.maybe_regenerate_summary()
     }
 
     /// Local refs that are symlinks to other local refs: alias -> target.
@@ -969,6 +982,9 @@ pub struct Transaction<'a> {
     refs: Mutex<Vec<RefUpdate>>,
     counter: AtomicU64,
     committed: bool,
+    /// Set for the summary's own metadata commit, which must not trigger
+    /// another summary regeneration.
+    no_auto_summary: bool,
     /// Object counters.
     pub stats: Stats,
 }
@@ -1014,6 +1030,7 @@ impl<'a> Transaction<'a> {
             refs: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
             committed: false,
+            no_auto_summary: false,
             stats: Stats::default(),
         })
     }
@@ -1317,11 +1334,26 @@ impl<'a> Transaction<'a> {
         }
         let refs =
             std::mem::take(&mut *self.refs.lock().expect("no panics while holding the lock"));
+        let changed = !refs.is_empty();
         for (remote, name, target) in refs {
-            self.repo
-                .set_ref(remote.as_deref(), &name, target.as_ref())?;
+            self.repo.write_ref_at(
+                &self.repo.refs_dir(remote.as_deref()),
+                &name,
+                target.as_ref(),
+            )?;
+        }
+        // Once per transaction, not per ref, as upstream.
+        if changed && !self.no_auto_summary {
+            self.repo.maybe_regenerate_summary()?;
         }
         Ok(())
+    }
+
+    /// Commits without regenerating the summary (for the summary's own
+    /// `ostree-metadata` commit).
+    pub(crate) fn commit_without_auto_summary(mut self) -> Result<()> {
+        self.no_auto_summary = true;
+        self.commit()
     }
 }
 

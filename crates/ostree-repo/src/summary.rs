@@ -256,7 +256,7 @@ fn write_metadata_commit(
     };
     let c = tx.write_metadata(ObjectType::Commit, &commit.to_bytes())?;
     tx.set_ref(None, REF, Some(c))?;
-    tx.commit()
+    tx.commit_without_auto_summary()
 }
 
 /// Regenerates `summary` (atomically), drops the now-stale `summary.sig`
