@@ -70,7 +70,17 @@ cargo test -q -p ferrocore-vm --test e2e -- --include-ignored --test-threads=2 -
 grep -h 'ssh reachable in\|passed in' "$work/e2e.out" | sed 's/^/e2e-vm: /' || true
 stamp "suite" "$t"
 
-# 5. The update scenarios (issue #10): releases published on the host, nodes
+# 5. The Ignition disks stage on real block devices: RAID1 + LUKS + ext4/xfs
+#    on two extra virtio disks (this host's kernel has no md/dm; the guest's has).
+t=$SECONDS
+dstatus=0
+cargo test -q -p ferrocore-vm --test disks -- --include-ignored --nocapture \
+    2>&1 | tee "$work/disks.out" || dstatus=$?
+grep -h '^figure: \|^disks: ' "$work/disks.out" | sed 's/^/e2e-vm: /' || true
+stamp "disks scenario" "$t"
+[ "$status" != 0 ] || status=$dstatus
+
+# 6. The update scenarios (issue #10): releases published on the host, nodes
 #    updating, taking turns through FleetLock, rolling back on their own.
 t=$SECONDS
 export FERROCORE_E2E_RELEASES=$work/releases

@@ -10,6 +10,13 @@
 //! The partition decisions ([`decide_partitions`]) are pure with respect to
 //! the disk: they only read the table and run `sgdisk --pretend`, so
 //! [`crate::plan`] shares them for its dry run.
+//!
+//! Two deliberate departures let a second run over the same disks succeed
+//! without touching data where upstream fails: an array already running with
+//! exactly the configured level and members is kept (upstream's
+//! `mdadm --create` fails on its busy members), and a LUKS volume already open
+//! under its configured name over its device has its key proved with
+//! `--test-passphrase` instead of being opened a second time.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -606,12 +613,74 @@ pub(crate) fn mdadm_args(md: &Raid, devices: &[String]) -> Vec<String> {
     a
 }
 
+/// The node `mdadm --create NAME` makes: a bare name goes under `/dev/md/`.
+pub(crate) fn array_node(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_string()
+    } else {
+        format!("/dev/md/{name}")
+    }
+}
+
+/// A configured level as the kernel reports it (`md/level` in sysfs):
+/// mdadm also takes `1`, `mirror`, `stripe`.
+fn kernel_level(level: &str) -> String {
+    match level {
+        "mirror" => "raid1".to_string(),
+        "stripe" => "raid0".to_string(),
+        l if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => format!("raid{l}"),
+        l => l.to_string(),
+    }
+}
+
+/// The running array `md` names, when it already is what `md` describes:
+/// same level, same number of active devices, and exactly the configured
+/// `members` (resolved nodes) as its component devices. Upstream always runs
+/// `mdadm --create`, which fails on the busy members of a running array;
+/// keeping such an array instead makes a second run of the stage (or a
+/// re-provisioning that finds the array assembled by udev) succeed without
+/// touching data, while any difference still goes to mdadm as upstream.
+pub(crate) fn running_array(md: &Raid, members: &[PathBuf]) -> Option<PathBuf> {
+    let node = std::fs::canonicalize(array_node(&md.name)).ok()?;
+    let sys = Path::new("/sys/class/block").join(node.file_name()?);
+    let read = |f: &str| {
+        std::fs::read_to_string(sys.join("md").join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if matches!(read("array_state")?.as_str(), "clear" | "inactive") {
+        return None;
+    }
+    if read("level")? != kernel_level(md.level.as_deref()?) {
+        return None;
+    }
+    let active = md.devices.len() as i64 - md.spares.unwrap_or(0);
+    if read("raid_disks")? != active.to_string() {
+        return None;
+    }
+    let mut have: Vec<String> = std::fs::read_dir(sys.join("slaves"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let mut want: Vec<String> = members
+        .iter()
+        .filter_map(|m| m.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    have.sort();
+    want.sort();
+    (have == want).then_some(node)
+}
+
 fn create_raid(md: &Raid, at: &str, timeout: Duration) -> Result<()> {
-    let mut devs = Vec::new();
+    let mut nodes = Vec::new();
     for (j, d) in md.devices.iter().enumerate() {
         let p = wait_for(d, timeout).map_err(|e| Error::at(format!("{at}.devices.{j}"), e))?;
-        devs.push(p.display().to_string());
+        nodes.push(p);
     }
+    if running_array(md, &nodes).is_some() {
+        return Ok(());
+    }
+    let devs: Vec<String> = nodes.iter().map(|p| p.display().to_string()).collect();
     tool("mdadm", &mdadm_args(md, &devs))
         .map_err(|e| Error::at(at, format!("mdadm failed: {e}")))?;
     Ok(())
@@ -711,9 +780,45 @@ fn reuse_luks(l: &Luks, dev: &str, info: &FsInfo, key: &Path) -> std::result::Re
             l.discard == Some(true)
         ));
     }
+    if open_mapping(&l.name, dev)? {
+        // Already open over this very device (a second run of the stage):
+        // a second mapping cannot be made, so only the key is proved.
+        let mut a = strs(&["open", "--test-passphrase", "--key-file"]);
+        a.push(key.display().to_string());
+        a.push(dev.to_string());
+        return tool("cryptsetup", &a)
+            .map(|_| ())
+            .map_err(|_| "failed to open device using specified keyfile".to_string());
+    }
     tool("cryptsetup", &luks_open_args(l, dev, key))
         .map(|_| ())
         .map_err(|_| "failed to open device using specified keyfile".to_string())
+}
+
+/// Whether `/dev/mapper/<name>` is active over `dev`; an active mapping of
+/// that name over another device is an error (opening would clash with it).
+pub(crate) fn open_mapping(name: &str, dev: &str) -> std::result::Result<bool, String> {
+    let Ok(dm) = std::fs::canonicalize(Path::new("/dev/mapper").join(name)) else {
+        return Ok(false);
+    };
+    let dev_name = std::fs::canonicalize(dev)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_os_string()));
+    let slaves = dm
+        .file_name()
+        .map(|n| Path::new("/sys/class/block").join(n).join("slaves"));
+    let over_dev = match (dev_name, slaves) {
+        (Some(d), Some(s)) => s.join(d).exists(),
+        _ => false,
+    };
+    if over_dev {
+        Ok(true)
+    } else {
+        Err(format!(
+            "a device-mapper device named {name:?} ({}) is already active over another device",
+            dm.display()
+        ))
+    }
 }
 
 /// Whether `dev` holds a LUKS2 header; a LUKS1 header is an error (it can be

@@ -33,7 +33,9 @@
 //! * `disks`: GPT partitions (`sgdisk`, upstream's matching rules), RAID
 //!   (`mdadm`), LUKS2 with a key file (`cryptsetup`), filesystems (`blkid`
 //!   probe, reuse or `wipefs` + `mkfs.*`); LUKS key files and `/etc/crypttab`
-//!   are written by `files`. [`plan::plan`] is its dry run.
+//!   are written by `files`. [`plan::plan`] is its dry run. A second run over
+//!   the same disks keeps what matches, including a running array and an
+//!   open LUKS volume (where upstream fails).
 //!
 //! Not yet: clevis/CEX LUKS bindings (clear error), SELinux
 //! relabelling, tftp/s3/gs/arn sources ("unsupported source scheme").

@@ -488,24 +488,40 @@ pub fn plan(cfg: &Config, devices: &[PathBuf]) -> Result<Plan> {
         let at = format!("$.storage.raid.{i}");
         let mut losses = Vec::new();
         let mut bad = None;
+        // Resolved nodes of the members, while all of them exist already.
+        let mut members = Some(Vec::new());
         for (j, m) in md.devices.iter().enumerate() {
             match cx.resolve(m) {
                 Dev::Real(p) => {
                     if let Some(d) = probe_desc(&p) {
                         losses.push(format!("member {m} holds {d}"));
                     }
+                    if let Some(v) = members.as_mut() {
+                        v.push(p);
+                    }
                 }
-                Dev::Planned(..) => {}
+                Dev::Planned(..) => members = None,
                 Dev::Bad(why) => bad = bad.or(Some((format!("{at}.devices.{j}"), why))),
             }
         }
-        let dev = if md.name.starts_with('/') {
-            md.name.clone()
-        } else {
-            format!("/dev/md/{}", md.name)
-        };
+        let dev = disks::array_node(&md.name);
         if let Some((p, why)) = bad {
             plan.push(p, dev, Action::Fail, why, None);
+            continue;
+        }
+        if let Some(node) = members.and_then(|m| disks::running_array(md, &m)) {
+            plan.push(
+                at,
+                dev,
+                Action::Keep,
+                format!(
+                    "array {} already running with the configured level and members",
+                    node.display()
+                ),
+                None,
+            );
+            // Built from listed devices only: what it holds may be inspected.
+            cx.allowed.push(node);
             continue;
         }
         let spares = md.spares.unwrap_or(0);
@@ -559,7 +575,18 @@ pub fn plan(cfg: &Config, devices: &[PathBuf]) -> Result<Plan> {
                             why.push(format!("volume UUID {:?} doesn't match expected UUID {u:?}", info.uuid));
                         }
                         if why.is_empty() {
-                            (at.clone(), Action::Keep, format!("existing LUKS volume reused if the key opens it ({})", describe(&info)), None)
+                            match disks::open_mapping(&l.name, &p.display().to_string()) {
+                                Err(e) => (at.clone(), Action::Fail, format!("luks device could not be reused: {e}"), None),
+                                Ok(true) => {
+                                    // Open over a listed device: what it holds may be inspected.
+                                    if let Ok(dm) = std::fs::canonicalize(&mapper) {
+                                        cx.allowed.push(dm);
+                                    }
+                                    plan.push(at.clone(), device.clone(), Action::Keep, format!("existing LUKS volume, open as {mapper}, kept if the key opens it ({})", describe(&info)), None);
+                                    continue;
+                                }
+                                Ok(false) => (at.clone(), Action::Keep, format!("existing LUKS volume reused if the key opens it ({})", describe(&info)), None),
+                            }
                         } else {
                             (at.clone(), Action::Fail, format!("luks device could not be reused: {}", why.join("; ")), None)
                         }

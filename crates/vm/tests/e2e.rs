@@ -11,39 +11,12 @@
 //! `FERROCORE_E2E_BIN` (a ferrocore binary relaying guest forwards, which
 //! then carry several connections).
 
-use ferrocore_vm::{Pattern, Profile, Ssh, SshKey, Vm, VmOptions, VmState};
+mod common;
+
+use common::{boot_timeout, image, profile, LOGIN_BUTANE};
+use ferrocore_vm::{Pattern, Ssh, SshKey, Vm, VmOptions, VmState};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The image under test; a clear failure when the suite is run without one.
-fn image() -> PathBuf {
-    let p = std::env::var_os("FERROCORE_E2E_IMAGE").unwrap_or_else(|| {
-        panic!("FERROCORE_E2E_IMAGE is not set: these tests boot a disk image built by `ferrocore build image` (see scripts/ci.d/e2e-vm.sh)")
-    });
-    let p = PathBuf::from(p);
-    assert!(
-        p.is_file(),
-        "FERROCORE_E2E_IMAGE={} is not a file",
-        p.display()
-    );
-    p
-}
-
-fn profile() -> Profile {
-    match std::env::var("FERROCORE_E2E_PROFILE").as_deref() {
-        Ok("single") => Profile::Single,
-        Ok("parallel") | Err(_) => Profile::Parallel,
-        Ok(other) => panic!("FERROCORE_E2E_PROFILE={other}: expected single or parallel"),
-    }
-}
-
-/// Boot timeout: TCG boots are 3-4x slower when VMs share the 2 cores.
-fn boot_timeout() -> Duration {
-    match profile() {
-        Profile::Single => Duration::from_secs(180),
-        Profile::Parallel => Duration::from_secs(300),
-    }
-}
 
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -194,22 +167,6 @@ storage:
 "#
     )
 }
-
-/// Minimal config: user `core` with the key and passwordless sudo.
-const LOGIN_BUTANE: &str = r#"variant: fcos
-version: 1.5.0
-passwd:
-  users:
-    - name: core
-      ssh_authorized_keys:
-        - "@KEY@"
-storage:
-  files:
-    - path: /etc/sudoers.d/e2e-core
-      mode: 0440
-      contents:
-        inline: "core ALL=(ALL) NOPASSWD: ALL\n"
-"#;
 
 /// A host HTTP service on 127.0.0.1 answering every request with `body`;
 /// returns its port. The thread lives as long as the test process.

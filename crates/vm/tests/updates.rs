@@ -18,7 +18,10 @@
 //! `FERROCORE_E2E_WORKDIR`, `FERROCORE_E2E_PROFILE`. Each test prints its
 //! figures with `--nocapture`.
 
-use ferrocore_vm::{Profile, Ssh, SshKey, Vm, VmOptions};
+mod common;
+
+use common::{profile, LOGIN_BUTANE};
+use ferrocore_vm::{Ssh, SshKey, Vm, VmOptions};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,13 +54,6 @@ fn now() -> f64 {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 test paths")
-}
-
-fn profile() -> Profile {
-    match std::env::var("FERROCORE_E2E_PROFILE").as_deref() {
-        Ok("single") => Profile::Single,
-        _ => Profile::Parallel,
-    }
 }
 
 /// A boot from the relaunch to ssh: generous, TCG VMs share 2 cores.
@@ -432,20 +428,7 @@ impl Host {
                 .collect::<String>()
         };
         format!(
-            r#"variant: fcos
-version: 1.5.0
-passwd:
-  users:
-    - name: core
-      ssh_authorized_keys:
-        - "@KEY@"
-storage:
-  files:
-    - path: /etc/sudoers.d/e2e-core
-      mode: 0440
-      contents:
-        inline: "core ALL=(ALL) NOPASSWD: ALL\n"
-    - path: /etc/ostree/remotes.d/ferrocore.conf
+            r#"{LOGIN_BUTANE}    - path: /etc/ostree/remotes.d/ferrocore.conf
       contents:
         inline: |
           [remote "ferrocore"]

@@ -330,6 +330,10 @@ fn raid1_over_two_loop_devices() {
         assert_eq!(blkid(&format!("/dev/md/{name}")).1, "mirror");
         assert_eq!(blkid(&a).0, "linux_raid_member");
         assert_eq!(blkid(&b).0, "linux_raid_member");
+        // A second run keeps the running array (mdadm --create would fail
+        // on its busy members) and the filesystem on it.
+        rig.run(&cfg, &[Disks]).unwrap();
+        assert_eq!(blkid(&format!("/dev/md/{name}")).1, "mirror");
     } else {
         // This kernel has no md driver: the stage must fail at the array,
         // with mdadm's own words, before touching the filesystem.
@@ -366,6 +370,9 @@ fn luks_with_key_file() {
     assert_eq!(keys[&name], "data:;base64,czNjcmV0LWtleQ==");
     if kernel_has_dm() {
         res.unwrap();
+        assert_eq!(blkid(&format!("/dev/mapper/{name}")).1, "inside");
+        // Open already: a second run proves the key and keeps the volume.
+        rig.run(&cfg, &[Disks]).unwrap();
         assert_eq!(blkid(&format!("/dev/mapper/{name}")).1, "inside");
     } else {
         let e = res.unwrap_err();

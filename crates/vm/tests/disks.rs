@@ -1,0 +1,460 @@
+//! The Ignition disks, mount, files and umount stages end to end on real
+//! block devices: a ferrocore VM (Debian's kernel, with md and dm-crypt)
+//! gets two blank virtio disks, and `ferrocore ignition run` lays out GPT
+//! partitions, a RAID1 array over one partition of each disk, LUKS2 on the
+//! array, ext4 inside it and xfs on a plain partition, then writes files onto
+//! them. `ferrocore ignition plan` is checked before and after, and a second
+//! run of the disks stage must keep everything (no data loss).
+//!
+//! Needs an image built by `ferrocore build image` (`FERROCORE_E2E_IMAGE`),
+//! like `tests/e2e.rs`; `FERROCORE_E2E_WORKDIR` and `FERROCORE_E2E_PROFILE`
+//! as there. Run: `cargo test -p ferrocore-vm --test disks -- --include-ignored`.
+
+mod common;
+
+use common::{boot_timeout, image, profile, LOGIN_BUTANE};
+use ferrocore_vm::{Ssh, SshKey, Vm, VmOptions};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// mkfs, mdadm and cryptsetup (its PBKDF benchmark alone takes seconds) are
+/// slow under TCG: a stage gets far more than ssh's default.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(600);
+
+const LUKS_UUID: &str = "3f1a9c2e-5b7d-4e60-8a11-2c4d6e8f0a1b";
+const EXT4_UUID: &str = "6e0b2a4c-8d1f-4a3b-9c5e-7f1a2b3c4d5e";
+const XFS_UUID: &str = "0c9d8e7f-6a5b-4c3d-2e1f-0a9b8c7d6e5f";
+const SECRET: &str = "hello from raid1 + luks\n";
+const NOTES: &str = "xfs scratch notes\n";
+
+/// The layout. `wipe` is the first provisioning (wipeTable, wipeVolume,
+/// wipeFilesystem all true); without it the same layout must be reused.
+fn config(wipe: bool) -> String {
+    let w = wipe;
+    let raid_type = "A19D880F-05FC-4D3B-A006-743F0F84911E";
+    serde_json::json!({
+        "ignition": {"version": "3.3.0"},
+        "storage": {
+            "disks": [
+                {"device": "/dev/disk/by-id/virtio-fcdisk-a", "wipeTable": w, "partitions": [
+                    {"number": 1, "label": "raid-a", "sizeMiB": 512, "typeGuid": raid_type},
+                    {"number": 2, "label": "scratch", "sizeMiB": 0}
+                ]},
+                {"device": "/dev/disk/by-id/virtio-fcdisk-b", "wipeTable": w, "partitions": [
+                    {"number": 1, "label": "raid-b", "sizeMiB": 512, "typeGuid": raid_type}
+                ]}
+            ],
+            "raid": [{"name": "data", "level": "raid1", "devices": [
+                "/dev/disk/by-partlabel/raid-a", "/dev/disk/by-partlabel/raid-b"
+            ]}],
+            "luks": [{"name": "secure", "device": "/dev/md/data", "label": "crypt-data",
+                "uuid": LUKS_UUID, "wipeVolume": w,
+                "keyFile": {"source": "data:,disks-e2e-passphrase"}}],
+            "filesystems": [
+                {"device": "/dev/mapper/secure", "format": "ext4", "label": "securefs",
+                 "uuid": EXT4_UUID, "wipeFilesystem": w, "path": "/var/lib/secure"},
+                {"device": "/dev/disk/by-partlabel/scratch", "format": "xfs", "label": "scratch",
+                 "uuid": XFS_UUID, "wipeFilesystem": w, "path": "/var/scratch"}
+            ],
+            "directories": [{"path": "/var/lib/secure/dir", "mode": 0o750}],
+            "files": [
+                {"path": "/var/lib/secure/dir/hello.txt", "mode": 0o640,
+                 "contents": {"source": data_url(SECRET)}},
+                {"path": "/var/scratch/notes.txt", "mode": 0o600,
+                 "contents": {"source": data_url(NOTES)}}
+            ]
+        }
+    })
+    .to_string()
+}
+
+/// A `data:` URL of `s` (RFC 2397), percent-encoding all but alphanumerics.
+fn data_url(s: &str) -> String {
+    let mut u = String::from("data:,");
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() {
+            u.push(b as char);
+        } else {
+            u.push_str(&format!("%{b:02X}"));
+        }
+    }
+    u
+}
+
+/// Writes `data` to `path` in the guest (as root), through ssh's stdin.
+fn put(ssh: &Ssh, path: &str, data: &[u8]) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = ssh
+        .command(&format!("sudo tee {path} >/dev/null"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "writing {path} in the guest: {status}");
+}
+
+/// Runs `cmd` in the guest; its stdout, or a panic with the details.
+fn sh(ssh: &Ssh, cmd: &str) -> String {
+    let o = ssh
+        .run_timeout(cmd, STAGE_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        o.success(),
+        "`{cmd}` failed ({}): {}\nstdout: {}",
+        o.status,
+        o.stderr.trim(),
+        o.stdout.trim()
+    );
+    o.stdout
+}
+
+/// Where the test keeps its files in the guest, and the target root.
+const WORK: &str = "/var/tmp/disks-e2e";
+const ROOT: &str = "/var/tmp/disks-e2e/root";
+
+/// `ferrocore ignition run` of `stages` with config `cfg` (a file in WORK),
+/// its state kept in WORK between calls, nothing taken from the booted
+/// system's own Ignition setup.
+fn ignition(ssh: &Ssh, cfg: &str, stages: &[&str]) -> f64 {
+    let t = Instant::now();
+    let stages: String = stages.iter().map(|s| format!(" --stage {s}")).collect();
+    sh(
+        ssh,
+        &format!(
+            "sudo ferrocore ignition run --platform file --config {WORK}/{cfg} --root {ROOT} \
+             --config-cache {WORK}/config.json --state-file {WORK}/state \
+             --neednet {WORK}/neednet --system-config-dir {WORK}/empty \
+             --kernel-cmdline {WORK}/cmdline{stages}"
+        ),
+    );
+    t.elapsed().as_secs_f64()
+}
+
+/// `ferrocore ignition plan --json` of `cfg` over both disks: (exit code, steps).
+fn plan(ssh: &Ssh, cfg: &str) -> (i32, Vec<Value>) {
+    let o = ssh
+        .run_timeout(
+            &format!(
+                "sudo ferrocore ignition plan {WORK}/{cfg} --json --devices /dev/disk/by-id/virtio-fcdisk-a /dev/disk/by-id/virtio-fcdisk-b"
+            ),
+            STAGE_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v: Value = serde_json::from_str(&o.stdout)
+        .unwrap_or_else(|e| panic!("plan of {cfg}: not JSON ({e}): {}{}", o.stdout, o.stderr));
+    let steps = v["steps"].as_array().cloned().unwrap_or_default();
+    (o.status.code().unwrap_or(-1), steps)
+}
+
+/// (config path, action) of every step, for readable assertions.
+fn actions(steps: &[Value]) -> Vec<(String, String)> {
+    steps
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap_or_default().to_string(),
+                s["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn lossy(steps: &[Value]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| s.get("dataLoss").is_some())
+        .map(|s| s["path"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `blkid -p` of a guest device: (TYPE, LABEL, UUID).
+fn blkid(ssh: &Ssh, dev: &str) -> (String, String, String) {
+    let out = sh(ssh, &format!("sudo blkid -p -o export {dev}"));
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    (get("TYPE"), get("LABEL"), get("UUID"))
+}
+
+#[test]
+#[ignore = "boots VMs: run by scripts/ci.d/e2e-vm.sh"]
+fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
+    let started = Instant::now();
+    let dir = std::env::var_os("FERROCORE_E2E_WORKDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("ferrocore-e2e"))
+        .join("disks");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = SshKey::generate(&dir).unwrap();
+    let out = butane::translate(
+        LOGIN_BUTANE.replace("@KEY@", key.public()).as_bytes(),
+        &butane::Options::default(),
+    )
+    .unwrap_or_else(|e| panic!("Butane config does not translate: {}", e.message));
+    let ign = dir.join("config.ign");
+    std::fs::write(&ign, &out.bytes).unwrap();
+
+    // Two blank sparse disks with serials, so the guest names them by id.
+    // SeaBIOS boots only the first disk it finds, scanning PCI slots in
+    // order: these sit in slots above the image's (auto-assigned, lowest free).
+    let mut o = VmOptions::new(image(), &dir);
+    o.ignition = Some(ign);
+    o.profile = profile();
+    // cryptsetup's Argon2 takes up to half the RAM; 512 MiB is tight.
+    o.memory_mib = Some(1024);
+    for (name, slot) in [("a", 0x10), ("b", 0x11)] {
+        let disk = dir.join(format!("disk-{name}.raw"));
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        o.extra_args.extend(
+            [
+                "-drive".to_string(),
+                format!(
+                    "file={},if=none,id=fc{name},format=raw",
+                    disk.display().to_string().replace(',', ",,")
+                ),
+                "-device".to_string(),
+                format!("virtio-blk-pci,drive=fc{name},serial=fcdisk-{name},addr={slot:#x}"),
+            ]
+            .map(Into::into),
+        );
+    }
+    let vm = Vm::start(o).unwrap();
+    eprintln!("disks: console {}", vm.log_path().display());
+    let t = Instant::now();
+    let ssh = vm
+        .wait_ssh(&key, "core", boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "disks: boot -> ssh reachable in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    check(&ssh);
+    let _ = ssh.run_timeout("sudo systemctl poweroff", Duration::from_secs(30));
+    let _ = vm.wait_poweroff(Duration::from_secs(120));
+    let overlay = vm.overlay().to_path_buf();
+    drop(vm);
+    for f in [overlay, dir.join("disk-a.raw"), dir.join("disk-b.raw")] {
+        let _ = std::fs::remove_file(f);
+    }
+    eprintln!("disks: passed in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+fn check(ssh: &Ssh) {
+    // The configs and an empty system config dir / kernel command line, so
+    // only the test's config counts.
+    sh(
+        ssh,
+        &format!("sudo mkdir -p {WORK}/empty {ROOT} && sudo touch {WORK}/cmdline"),
+    );
+    put(ssh, &format!("{WORK}/wipe.ign"), config(true).as_bytes());
+    put(ssh, &format!("{WORK}/keep.ign"), config(false).as_bytes());
+
+    // 1. Plans on the blank disks: everything is created, nothing lost.
+    for cfg in ["wipe.ign", "keep.ign"] {
+        let (code, steps) = plan(ssh, cfg);
+        assert_eq!(code, 0, "plan of {cfg} on blank disks fails: {steps:?}");
+        assert!(
+            lossy(&steps).is_empty(),
+            "blank disks, yet data loss: {steps:?}"
+        );
+        let a = actions(&steps);
+        let creates: Vec<&str> = a
+            .iter()
+            .filter(|(_, act)| act == "create")
+            .map(|(p, _)| p.as_str())
+            .collect();
+        assert_eq!(
+            creates,
+            [
+                "$.storage.disks.0.partitions.0",
+                "$.storage.disks.0.partitions.1",
+                "$.storage.disks.1.partitions.0",
+                "$.storage.raid.0",
+                "$.storage.luks.0",
+                "$.storage.filesystems.0",
+                "$.storage.filesystems.1"
+            ],
+            "{cfg}: {a:?}"
+        );
+    }
+
+    // 2. First provisioning: disks, mount, files, umount.
+    let t = ignition(ssh, "wipe.ign", &["fetch", "disks"]);
+    eprintln!("figure: disks stage (first run) {t:.1} s");
+    let t = ignition(ssh, "wipe.ign", &["mount", "files", "umount"]);
+    eprintln!("figure: mount + files + umount stages {t:.1} s");
+
+    // 3. What the guest's kernel and tools see.
+    let mdstat = sh(ssh, "cat /proc/mdstat");
+    let md_line = mdstat
+        .lines()
+        .find(|l| l.contains(" : active raid1 "))
+        .unwrap_or_else(|| panic!("no active raid1 in /proc/mdstat:\n{mdstat}"));
+    for m in ["vdb1[", "vdc1["] {
+        assert!(md_line.contains(m), "raid1 without {m}: {mdstat}");
+    }
+    assert!(
+        mdstat.contains("[2/2] [UU]"),
+        "raid1 not both members up:\n{mdstat}"
+    );
+    let md_uuid = sh(ssh, "sudo mdadm --detail --export /dev/md/data");
+    assert!(md_uuid.contains("MD_LEVEL=raid1"), "{md_uuid}");
+    assert!(md_uuid.contains("MD_DEVICES=2"), "{md_uuid}");
+    let status = sh(ssh, "sudo cryptsetup status secure");
+    assert!(status.contains("type:    LUKS2"), "{status}");
+    let backing = sh(ssh, "readlink -f /dev/md/data");
+    assert!(
+        status.contains(&format!("device:  {}", backing.trim())),
+        "LUKS not over the array:\n{status}"
+    );
+    assert_eq!(
+        blkid(ssh, "/dev/md/data"),
+        ("crypto_LUKS".into(), "crypt-data".into(), LUKS_UUID.into())
+    );
+    assert_eq!(
+        blkid(ssh, "/dev/mapper/secure"),
+        ("ext4".into(), "securefs".into(), EXT4_UUID.into())
+    );
+    assert_eq!(
+        blkid(ssh, "/dev/disk/by-partlabel/scratch"),
+        ("xfs".into(), "scratch".into(), XFS_UUID.into())
+    );
+    for p in ["/dev/vdb1", "/dev/vdc1"] {
+        assert_eq!(blkid(ssh, p).0, "linux_raid_member", "{p}");
+    }
+    let lsblk = sh(
+        ssh,
+        "lsblk -f -n -o NAME,FSTYPE,LABEL,UUID /dev/vdb /dev/vdc",
+    );
+    eprintln!("disks: lsblk -f\n{lsblk}");
+    for want in [
+        format!("crypto_LUKS crypt-data {LUKS_UUID}"),
+        format!("ext4        securefs   {EXT4_UUID}"),
+        format!("xfs         scratch    {XFS_UUID}"),
+    ] {
+        let words: Vec<&str> = want.split_whitespace().collect();
+        assert!(
+            lsblk
+                .lines()
+                .any(|l| l.split_whitespace().skip(1).eq(words.iter().copied())),
+            "lsblk -f lacks {want:?}:\n{lsblk}"
+        );
+    }
+    // umount left nothing mounted under the root.
+    assert_eq!(
+        sh(
+            ssh,
+            &format!("findmnt -rn -o TARGET | grep -c '^{ROOT}' || true")
+        )
+        .trim(),
+        "0"
+    );
+    // The files stage persisted the LUKS key and a crypttab line.
+    assert_eq!(
+        sh(ssh, &format!("sudo cat {ROOT}/etc/crypttab")),
+        format!("secure UUID={LUKS_UUID} /etc/luks/secure luks\n")
+    );
+    assert_eq!(
+        sh(ssh, &format!("sudo stat -c '%a' {ROOT}/etc/luks/secure")).trim(),
+        "600"
+    );
+
+    // 4. Mounted again (the mount stage of the reuse config): contents and
+    //    modes as configured, then a file the config does not know about.
+    ignition(ssh, "keep.ign", &["fetch", "mount"]);
+    let files = sh(
+        ssh,
+        &format!(
+            "cd {ROOT} && sudo stat -c '%n %a %F' var/lib/secure/dir var/lib/secure/dir/hello.txt var/scratch/notes.txt \
+             && findmnt -n -o SOURCE,FSTYPE {ROOT}/var/lib/secure && findmnt -n -o FSTYPE {ROOT}/var/scratch"
+        ),
+    );
+    assert_eq!(
+        files,
+        "var/lib/secure/dir 750 directory\nvar/lib/secure/dir/hello.txt 640 regular file\nvar/scratch/notes.txt 600 regular file\n/dev/mapper/secure ext4\nxfs\n"
+    );
+    assert_eq!(
+        sh(
+            ssh,
+            &format!("sudo cat {ROOT}/var/lib/secure/dir/hello.txt")
+        ),
+        SECRET
+    );
+    assert_eq!(
+        sh(ssh, &format!("sudo cat {ROOT}/var/scratch/notes.txt")),
+        NOTES
+    );
+    sh(
+        ssh,
+        &format!(
+            "echo kept | sudo tee {ROOT}/var/lib/secure/marker {ROOT}/var/scratch/marker >/dev/null && sync"
+        ),
+    );
+    ignition(ssh, "keep.ign", &["umount"]);
+
+    // 5. Plans now: the reuse config keeps every step; the wiping one
+    //    reports what it would destroy.
+    let (code, steps) = plan(ssh, "keep.ign");
+    assert_eq!(code, 0, "{steps:?}");
+    assert!(lossy(&steps).is_empty(), "{steps:?}");
+    let a = actions(&steps);
+    assert!(
+        a.iter().all(|(_, act)| act == "keep"),
+        "reuse config does not keep everything: {steps:#?}"
+    );
+    assert_eq!(a.len(), 7, "{a:?}");
+    let (code, steps) = plan(ssh, "wipe.ign");
+    assert_eq!(code, 0, "{steps:?}");
+    let a = actions(&steps);
+    assert_eq!(
+        a[0],
+        (
+            "$.storage.disks.0.wipeTable".to_string(),
+            "wipe-table".to_string()
+        )
+    );
+    let lost = lossy(&steps);
+    for p in ["$.storage.disks.0.wipeTable", "$.storage.disks.1.wipeTable"] {
+        assert!(lost.iter().any(|l| l == p), "{p} not data loss: {steps:#?}");
+    }
+
+    // 6. The disks stage again, on the reuse config: array, volume and
+    //    filesystems kept, the file written after provisioning still there.
+    let md_before = sh(
+        ssh,
+        "sudo mdadm --detail --export /dev/md/data | grep '^MD_UUID='",
+    );
+    let t = ignition(ssh, "keep.ign", &["fetch", "disks", "mount"]);
+    eprintln!("figure: disks + mount stages (reuse run) {t:.1} s");
+    assert_eq!(
+        sh(
+            ssh,
+            "sudo mdadm --detail --export /dev/md/data | grep '^MD_UUID='"
+        ),
+        md_before,
+        "the array was recreated"
+    );
+    assert_eq!(
+        sh(
+            ssh,
+            &format!("sudo cat {ROOT}/var/lib/secure/marker {ROOT}/var/scratch/marker {ROOT}/var/lib/secure/dir/hello.txt")
+        ),
+        format!("kept\nkept\n{SECRET}")
+    );
+    assert_eq!(
+        blkid(ssh, "/dev/mapper/secure"),
+        ("ext4".into(), "securefs".into(), EXT4_UUID.into())
+    );
+    ignition(ssh, "keep.ign", &["umount"]);
+}
