@@ -72,7 +72,12 @@ stamp "suite" "$t"
 
 # 5. The Ignition disks stage on real block devices: RAID1 + LUKS + ext4/xfs
 #    on two extra virtio disks (this host's kernel has no md/dm; the guest's has).
+#    The host's loop-device disk tests also run in that guest, with md and dm.
 t=$SECONDS
+disk_tests=$(cargo test -p ignition-engine --test disks --no-run 2>&1 |
+    sed -n 's/^ *Executable tests\/disks\/main.rs (\(.*\))$/\1/p' | tail -1)
+[ -x "$disk_tests" ] || { echo "e2e-vm: no ignition-engine disks test binary"; exit 1; }
+export FERROCORE_E2E_IGNITION_DISK_TESTS=$(readlink -f "$disk_tests")
 dstatus=0
 cargo test -q -p ferrocore-vm --test disks -- --include-ignored --nocapture \
     2>&1 | tee "$work/disks.out" || dstatus=$?

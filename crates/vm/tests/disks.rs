@@ -240,6 +240,7 @@ fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
         t.elapsed().as_secs_f64()
     );
     check(&ssh);
+    loop_device_suite(&ssh);
     let _ = ssh.run_timeout("sudo systemctl poweroff", Duration::from_secs(30));
     let _ = vm.wait_poweroff(Duration::from_secs(120));
     let overlay = vm.overlay().to_path_buf();
@@ -248,6 +249,54 @@ fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
         let _ = std::fs::remove_file(f);
     }
     eprintln!("disks: passed in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The host's loop-device disk tests (`crates/ignition/tests/disks`, the
+/// test binary named by `FERROCORE_E2E_IGNITION_DISK_TESTS`) run again in
+/// the guest, whose kernel has md and dm-crypt: there the RAID1 and LUKS
+/// cases take their full path (array and volume made, reused on a second
+/// run) instead of the "no driver" failure path CI's host kernel allows.
+fn loop_device_suite(ssh: &Ssh) {
+    let bin = std::env::var_os("FERROCORE_E2E_IGNITION_DISK_TESTS").unwrap_or_else(|| {
+        panic!("FERROCORE_E2E_IGNITION_DISK_TESTS is not set: the path of the ignition-engine `disks` test binary (cargo test -p ignition-engine --test disks --no-run; scripts/ci.d/e2e-vm.sh sets it)")
+    });
+    let data = std::fs::read(&bin)
+        .unwrap_or_else(|e| panic!("{}: {e}", std::path::Path::new(&bin).display()));
+    let t = Instant::now();
+    put(ssh, "/var/tmp/ignition-disk-tests", &data);
+    sh(
+        ssh,
+        "sudo chmod 755 /var/tmp/ignition-disk-tests && sudo modprobe -a loop md_mod raid1 dm_crypt",
+    );
+    // Both drivers present: the tests' full RAID1 and LUKS branches run.
+    sh(
+        ssh,
+        "test -e /proc/mdstat && grep -q device-mapper /proc/devices",
+    );
+    // The side-by-side cases need the real Ignition, which the OS does not
+    // ship; stage and plan cases need only the OS's tools. Scratch dirs go to
+    // /var/tmp: /tmp is a symlink on an OSTree system, which Ignition rightly
+    // refuses in mount paths.
+    let out = sh(
+        ssh,
+        "cd /var/tmp && sudo TMPDIR=/var/tmp ./ignition-disk-tests stage:: plan:: --test-threads=1 2>&1",
+    );
+    for case in [
+        "stage::raid1_over_two_loop_devices ... ok",
+        "stage::luks_with_key_file ... ok",
+        "stage::gpt_ext4_xfs_vfat_and_files_on_them ... ok",
+    ] {
+        assert!(out.contains(case), "no '{case}' in the guest's run:\n{out}");
+    }
+    assert!(out.contains("test result: ok."), "{out}");
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("test result:"))
+        .unwrap_or_default();
+    eprintln!(
+        "figure: loop-device disk tests in the guest (md + dm-crypt): {summary} ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 fn check(ssh: &Ssh) {
