@@ -130,20 +130,7 @@ fn container_butane() -> String {
         .map(|l| format!("          {l}\n"))
         .collect::<String>();
     format!(
-        r#"variant: fcos
-version: 1.5.0
-passwd:
-  users:
-    - name: core
-      ssh_authorized_keys:
-        - "@KEY@"
-storage:
-  files:
-    - path: /etc/sudoers.d/e2e-core
-      mode: 0440
-      contents:
-        inline: "core ALL=(ALL) NOPASSWD: ALL\n"
-    - path: /etc/e2e/secret.conf
+        r#"{LOGIN_BUTANE}    - path: /etc/e2e/secret.conf
       mode: 0640
       contents:
         inline: "e2e-secret-value\n"
