@@ -50,6 +50,29 @@ pub(crate) fn partial_path(repo: &Repo, c: &Checksum) -> std::path::PathBuf {
         .join(format!("{}.commitpartial", object::to_hex(c)))
 }
 
+/// Whether any commit of `repo` is marked partial: an interrupted pull may
+/// then have published dirtrees whose children it never wrote, so a pull
+/// must not take a stored dirtree as complete.
+pub(crate) fn any_partial(repo: &Repo) -> Result<bool> {
+    let dir = repo.path().join("state");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        if entry
+            .file_name()
+            .as_encoded_bytes()
+            .ends_with(b".commitpartial")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Pulls `refs` (ref names or checksums; all local refs of `src` when
 /// empty) from `src` into `dst`.
 pub fn pull_local(

@@ -12,11 +12,11 @@ use crate::object::{self, Checksum, Commit, DirTree, FileHeader, ObjectType};
 use crate::pull::{partial_path, PullStats};
 use crate::{fsck, summary, Error, Repo, RepoMode, Result, Transaction};
 use flate2::read::DeflateDecoder;
-use rayon::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Mutex;
 
 /// Upstream's `OSTREE_MAX_METADATA_SIZE`: a bigger metadata object is refused.
 const MAX_METADATA_SIZE: u64 = 128 << 20;
@@ -470,6 +470,8 @@ pub fn pull_http(
             });
         }
     }
+    // Checked before this pull marks its own new commits partial.
+    let rescan = crate::pull::any_partial(dst)?;
     let mut commits = Vec::new();
     for (name, c) in &wanted {
         let mut cur = Some(*c);
@@ -517,7 +519,7 @@ pub fn pull_http(
         }
     }
     if !opts.commit_metadata_only {
-        pool.install(|| fetch_trees(&tx, &remote, &commits, opts))?;
+        pool.install(|| fetch_trees(&tx, &remote, &commits, opts, rescan))?;
     }
     for (name, c) in &wanted {
         if let Some(n) = name {
@@ -580,54 +582,128 @@ fn check_timestamp(
     Ok(())
 }
 
-/// Fetches the trees of `commits` breadth first (one parallel batch per
-/// level), then every missing content object in parallel.
+/// Fetches everything reachable from the root trees of `commits` that the
+/// repository does not have yet.
+///
+/// The walk is a pool of tasks, not level-by-level batches: each dirtree
+/// queues its children as soon as it arrives, so the connections never
+/// idle waiting for the slowest request of a level, and content is fetched
+/// while metadata is still being discovered, as upstream does.
+///
+/// A dirtree already stored in the repository is not descended into
+/// (upstream's `scan_one_metadata_object`): its objects were published with
+/// it, which is what makes an update cost the size of its changes rather
+/// than a stat of every file of the tree. `rescan` turns that off while an
+/// interrupted pull may have left a stored dirtree without its children.
 fn fetch_trees(
     tx: &Transaction,
     remote: &Remote,
     commits: &[(Checksum, Commit)],
     opts: &HttpPullOptions,
+    rescan: bool,
 ) -> Result<()> {
-    let mut seen: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
-    let mut content: BTreeSet<Checksum> = BTreeSet::new();
-    let mut level: Vec<(ObjectType, Checksum)> = Vec::new();
-    for (_, c) in commits {
-        level.push((ObjectType::DirTree, c.root_tree));
-        level.push((ObjectType::DirMeta, c.root_meta));
+    let walk = Walk {
+        tx,
+        remote,
+        opts,
+        rescan,
+        seen: Mutex::new(HashSet::new()),
+        error: Mutex::new(None),
+        failed: AtomicBool::new(false),
+    };
+    rayon::scope(|s| {
+        for (_, c) in commits {
+            walk.spawn(s, ObjectType::DirTree, c.root_tree);
+            walk.spawn(s, ObjectType::DirMeta, c.root_meta);
+        }
+    });
+    // A panicking task re-panics out of the scope above, so the lock
+    // cannot be poisoned here.
+    match walk
+        .error
+        .into_inner()
+        .expect("no panics while holding the lock")
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    while !level.is_empty() {
-        level.retain(|k| seen.insert(*k));
-        let fetched: Vec<(ObjectType, Vec<u8>, Checksum)> = level
-            .par_iter()
-            .map(|(ty, c)| Ok((*ty, load_metadata(tx, remote, *ty, c)?, *c)))
-            .collect::<Result<_>>()?;
-        level = Vec::new();
-        for (ty, bytes, c) in fetched {
-            if ty != ObjectType::DirTree {
-                continue;
+}
+
+/// Shared state of [`fetch_trees`]' tasks.
+struct Walk<'w, 'r> {
+    tx: &'w Transaction<'r>,
+    remote: &'w Remote,
+    opts: &'w HttpPullOptions,
+    rescan: bool,
+    /// Objects already queued: a file or subtree shared by many
+    /// directories is fetched (or looked up) once.
+    seen: Mutex<HashSet<(ObjectType, Checksum)>>,
+    /// The first failure; later tasks return at once so the pull stops.
+    error: Mutex<Option<Error>>,
+    failed: AtomicBool,
+}
+
+impl<'w> Walk<'w, '_> {
+    fn spawn(&'w self, s: &rayon::Scope<'w>, ty: ObjectType, c: Checksum) {
+        let new = self
+            .seen
+            .lock()
+            .expect("no panics while holding the lock")
+            .insert((ty, c));
+        if !new {
+            return;
+        }
+        s.spawn(move |s| {
+            if self.failed.load(Relaxed) {
+                return;
             }
-            let tree = DirTree::from_bytes(&bytes)
-                .map_err(|e| Error::Corrupt(format!("{}.dirtree: {e}", object::to_hex(&c))))?;
-            content.extend(tree.files.iter().map(|(_, fc)| *fc));
-            for (_, tc, mc) in tree.dirs {
-                level.push((ObjectType::DirTree, tc));
-                level.push((ObjectType::DirMeta, mc));
+            if let Err(e) = self.visit(s, ty, &c) {
+                self.failed.store(true, Relaxed);
+                let mut first = self.error.lock().expect("no panics while holding the lock");
+                first.get_or_insert(e);
+            }
+        });
+    }
+
+    fn visit(&'w self, s: &rayon::Scope<'w>, ty: ObjectType, c: &Checksum) -> Result<()> {
+        let (tx, remote) = (self.tx, self.remote);
+        match ty {
+            ObjectType::DirTree => {
+                if !self.rescan && tx.repo().has_object(ty, c) {
+                    return Ok(());
+                }
+                let bytes = load_metadata(tx, remote, ty, c)?;
+                let tree = DirTree::from_bytes(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("{}.dirtree: {e}", object::to_hex(c))))?;
+                for (_, fc) in &tree.files {
+                    self.spawn(s, ObjectType::File, *fc);
+                }
+                // Spawned last, so run first: rayon takes a worker's newest
+                // task first, which keeps metadata ahead of content.
+                for (_, tc, mc) in tree.dirs {
+                    self.spawn(s, ObjectType::DirMeta, mc);
+                    self.spawn(s, ObjectType::DirTree, tc);
+                }
+            }
+            ObjectType::File => {
+                if tx.has_object(ty, c) {
+                    return Ok(());
+                }
+                let rel = remote.object(ty, c);
+                let body = remote.open(&rel)?.ok_or_else(|| {
+                    Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", remote.base))
+                })?;
+                import_filez(tx, c, body, self.opts)?;
+                remote.fetched_content.fetch_add(1, Relaxed);
+            }
+            _ => {
+                if !tx.has_object(ty, c) {
+                    tx.write_metadata(ty, &remote.metadata(ty, c)?)?;
+                }
             }
         }
-    }
-    let missing: Vec<Checksum> = content
-        .into_iter()
-        .filter(|c| !tx.has_object(ObjectType::File, c))
-        .collect();
-    missing.par_iter().try_for_each(|c| {
-        let rel = remote.object(ObjectType::File, c);
-        let body = remote.open(&rel)?.ok_or_else(|| {
-            Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", remote.base))
-        })?;
-        import_filez(tx, c, body, opts)?;
-        remote.fetched_content.fetch_add(1, Relaxed);
         Ok(())
-    })
+    }
 }
 
 impl HttpPullStats {

@@ -262,3 +262,90 @@ fn corrupted_object_fails_and_moves_no_ref() {
     assert!(fsck.contains("no errors found"), "{fsck}");
     assert_eq!(dst.list_refs(None).unwrap().len(), 2);
 }
+
+/// Commits `a/x/f1`, `b/f2` and `c/d/f3` (whose content is `variant`) to
+/// `main` of the archive repo at `repo` with the real ostree.
+fn commit_nested(tmp: &Path, repo: &Path, variant: &str) {
+    let t = tmp.join(format!("nested-{variant}"));
+    for (p, body) in [("a/x/f1", "one"), ("b/f2", "two"), ("c/d/f3", variant)] {
+        fs::create_dir_all(t.join(p).parent().unwrap()).unwrap();
+        fs::write(t.join(p), body).unwrap();
+    }
+    let r = format!("--repo={}", repo.display());
+    let tree = format!("--tree=dir={}", t.display());
+    run(OSTREE, &[&r, "commit", "-b", "main", &tree, "-s", variant]);
+}
+
+#[test]
+fn update_fetches_only_what_changed_unless_a_commit_is_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = tmp.path().join("srv");
+    let src = srv.join("repo");
+    fs::create_dir_all(&src).unwrap();
+    run(
+        OSTREE,
+        &[
+            &format!("--repo={}", src.display()),
+            "init",
+            "--mode=archive",
+        ],
+    );
+    let url = format!("{}/repo", serve(&srv));
+    let dst_path = tmp.path().join("dst");
+    let dst = Repo::create(&dst_path, RepoMode::BareUser).unwrap();
+    let opts = HttpPullOptions {
+        remote: Some("origin".into()),
+        ..Default::default()
+    };
+    commit_nested(tmp.path(), &src, "A");
+    pull_http(&dst, &url, &["main".into()], &opts).unwrap();
+
+    // Only c/d/f3 changed: the commit, the dirtrees of /, c and c/d and the
+    // one file are fetched.
+    commit_nested(tmp.path(), &src, "B");
+    let stats = pull_http(&dst, &url, &["main".into()], &opts).unwrap();
+    assert_eq!(
+        (stats.fetched_metadata, stats.fetched_content),
+        (4, 1),
+        "{stats:?}"
+    );
+    let b = dst.read_ref(Some("origin"), "main").unwrap().unwrap();
+
+    // An object lost from a stored subtree: once fsck has marked the commit
+    // partial, the next pull walks stored subtrees again and repairs it.
+    let f1 = dst
+        .list_objects(&[ostree_repo::object::ObjectType::File])
+        .unwrap()
+        .into_iter()
+        .map(|(c, _)| c)
+        .find(|c| {
+            let p = dst.object_path(ostree_repo::object::ObjectType::File, c);
+            fs::read(p).is_ok_and(|body| body == b"one")
+        })
+        .expect("a/x/f1 stored as a plain file");
+    fs::remove_file(dst.object_path(ostree_repo::object::ObjectType::File, &f1)).unwrap();
+    let report =
+        ostree_repo::fsck::fsck(&dst, &Default::default(), &|_: usize, _: usize| ()).unwrap();
+    // Commit A shares a/x/f1, so it is marked partial too.
+    assert_eq!(report.marked_partial.len(), 2);
+    assert!(report.marked_partial.contains(&b));
+    commit_nested(tmp.path(), &src, "C");
+    let stats = pull_http(&dst, &url, &["main".into()], &opts).unwrap();
+    assert_eq!(
+        (stats.fetched_metadata, stats.fetched_content),
+        (4, 2),
+        "{stats:?}"
+    );
+    // The partial commits complete when pulled again.
+    let partial: Vec<String> = report
+        .marked_partial
+        .iter()
+        .map(ostree_repo::object::to_hex)
+        .collect();
+    pull_http(&dst, &url, &partial, &opts).unwrap();
+    for c in &partial {
+        assert!(!dst_path.join(format!("state/{c}.commitpartial")).exists());
+    }
+    let fsck = run(OSTREE, &[&format!("--repo={}", dst_path.display()), "fsck"]);
+    assert!(fsck.contains("no errors found"), "{fsck}");
+}
