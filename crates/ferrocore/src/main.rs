@@ -85,6 +85,10 @@ fn main() -> ExitCode {
     if argv0 == "init" && std::process::id() == 1 {
         return cmd::initramfs::init_main(&args);
     }
+    // Only the initramfs has a `modprobe` link to this binary.
+    if argv0 == "modprobe" {
+        return cmd::initramfs::modprobe_main(&args);
+    }
     // Personality from the program name first: `butane -p x.bu`.
     if let Some(code) = dispatch(&argv0, &args) {
         return code;

@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -30,10 +29,11 @@ use crate::error::{io_msg, Error, Result};
 use crate::gpt::{GptPartition, GptTable};
 use crate::resource::Fetcher;
 use crate::state::State;
+use crate::tools;
 
 /// Runs a tool; stdout on success, else `tool args: status: stderr`.
 pub(crate) fn tool(prog: &str, args: &[String]) -> std::result::Result<String, String> {
-    let out = Command::new(prog)
+    let out = tools::command(prog)
         .args(args)
         .output()
         .map_err(|e| format!("running {prog}: {}", io_msg(&e)))?;
@@ -84,7 +84,7 @@ pub struct FsInfo {
 /// Low-level probe (`blkid -p`, bypassing the cache so a just-made
 /// filesystem is seen). Exit 2 means nothing was found.
 pub(crate) fn probe(dev: &Path) -> Result<FsInfo> {
-    let out = Command::new("blkid")
+    let out = tools::command("blkid")
         .args(["-p", "-o", "export", "--"])
         .arg(dev)
         .output()
@@ -697,7 +697,7 @@ impl TempKey {
         use std::os::unix::fs::OpenOptionsExt;
         let mut rnd = [0u8; 8];
         random(&mut rnd)?;
-        let p = std::env::temp_dir().join(format!("ignition-luks-{}", hex::encode(rnd)));
+        let p = tools::scratch_dir().join(format!("ignition-luks-{}", hex::encode(rnd)));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -825,7 +825,7 @@ pub(crate) fn open_mapping(name: &str, dev: &str) -> std::result::Result<bool, S
 /// neither reused nor silently overwritten).
 fn is_luks2(dev: &str) -> std::result::Result<bool, String> {
     let ok = |args: &[&str]| {
-        Command::new("cryptsetup")
+        tools::command("cryptsetup")
             .args(args)
             .output()
             .map(|o| o.status.success())
@@ -897,7 +897,7 @@ fn create_luks(
         let luks2 = is_luks2(&dev).map_err(|e| Error::at(at, e))?;
         let info = probe(Path::new(&dev)).map_err(|e| e.or_at(at))?;
         if luks2 {
-            reuse_luks(l, &dev, &info, &key.0).map_err(|e| {
+            reuse_luks(l, &dev, &info, &tools::path_for_tool(&key.0)).map_err(|e| {
                 Error::at(
                     at,
                     format!("volume wipe was not requested and luks device {device:?} could not be reused: {e}"),
@@ -919,7 +919,7 @@ fn create_luks(
             .map_err(|e| Error::at(at, format!("wipefs failed: {e}")))?;
     }
     let mut args = strs(&["luksFormat", "--type", "luks2", "--key-file"]);
-    args.push(key.0.display().to_string());
+    args.push(tools::path_for_tool(&key.0).display().to_string());
     if let Some(lab) = l.label.as_deref().filter(|s| !s.is_empty()) {
         args.extend(strs(&["--label", lab]));
     }
@@ -931,7 +931,10 @@ fn create_luks(
     args.push("--batch-mode".into());
     args.push(dev.clone());
     run(args, "cryptsetup failed")?;
-    run(luks_open_args(l, &dev, &key.0), "opening luks device")?;
+    run(
+        luks_open_args(l, &dev, &tools::path_for_tool(&key.0)),
+        "opening luks device",
+    )?;
     settle()
 }
 
@@ -1134,13 +1137,17 @@ pub(crate) fn run(
     }
     // Filesystems are made in parallel, as upstream; the first failing one
     // (config order) is reported, the others are appended to its message.
+    // The workers run the tools where this thread would (a per-thread setting).
+    let tools_root = tools::root();
     let results: Vec<Result<()>> = std::thread::scope(|sc| {
         let handles: Vec<_> = s
             .filesystems
             .iter()
             .enumerate()
             .map(|(i, fs)| {
+                let tools_root = tools_root.clone();
                 sc.spawn(move || {
+                    let _tools = tools::in_root(tools_root.as_deref());
                     create_filesystem(fs, &format!("$.storage.filesystems.{i}"), timeout)
                 })
             })

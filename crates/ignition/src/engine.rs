@@ -92,9 +92,10 @@ pub struct Options {
     /// How long the disks stage waits for each device node to appear
     /// (upstream waits on systemd's device units: 90 s by default).
     pub device_timeout: Duration,
-    /// Run shadow-utils (`useradd`, `groupadd`, `usermod`, ...) inside the
-    /// root, as `chroot ROOT useradd ...`, instead of the host's with
-    /// `--root ROOT`: ferrocore's initramfs has no shadow-utils of its own.
+    /// Run every external tool — shadow-utils, `systemctl`, and the disk
+    /// and mount tools — inside the root, as `chroot ROOT useradd ...`,
+    /// instead of the host's (shadow-utils and systemctl then get no
+    /// `--root`): ferrocore's initramfs has no tools of its own.
     pub tools_in_root: bool,
 }
 
@@ -134,6 +135,7 @@ pub enum Outcome {
 /// Runs one stage. On failure the error is also recorded in the state file
 /// (`failure`), so a later look at the machine shows why provisioning stopped.
 pub fn run_stage(opts: &Options, stage: Stage) -> Result<Outcome> {
+    let _tools = crate::tools::in_root(opts.tools_in_root.then_some(opts.root.as_path()));
     let res = run_inner(opts, stage);
     if let Err(e) = &res {
         let mut st = State::load(&opts.state_file).unwrap_or_default();
@@ -234,7 +236,6 @@ fn run_inner(opts: &Options, stage: Stage) -> Result<Outcome> {
                     .map(|s| s.trim().to_string())
                     .unwrap_or_default(),
                 date: rfc3339_now(),
-                tools_in_root: opts.tools_in_root,
             };
             files::run(&opts.root, &full, &mut fetcher, &info)?;
             crate::disks::write_crypttab(&opts.root, &full, &state)?;
@@ -243,6 +244,49 @@ fn run_inner(opts: &Options, stage: Stage) -> Result<Outcome> {
             Ok(Outcome::Done)
         }
     }
+}
+
+/// What the disks, mount and umount stages of the fetched config need from
+/// the machine, for an initramfs that prepares only what is used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceNeeds {
+    /// Kernel modules for the configured RAID levels, LUKS and filesystem
+    /// formats (module names as `modprobe` takes them), sorted, unique.
+    pub kernel_modules: Vec<String>,
+}
+
+/// Reads the config cached by `fetch` (merged with the system base configs)
+/// and says what its device stages need; `None` when it configures no disk,
+/// array, LUKS volume or filesystem, so those stages have nothing to do.
+pub fn device_needs(opts: &Options) -> Result<Option<DeviceNeeds>> {
+    let cfg = read_cache(&opts.config_cache)?;
+    let (base, _) = system_base_config(opts)?;
+    let s = ignition_config::merge(&base, &cfg).storage;
+    if s.disks.is_empty() && s.raid.is_empty() && s.luks.is_empty() && s.filesystems.is_empty() {
+        return Ok(None);
+    }
+    let mut m: Vec<String> = Vec::new();
+    for r in &s.raid {
+        m.push("md_mod".into());
+        // The kernel's personality modules (`md-<level>` aliases).
+        m.push(match r.level.as_deref().unwrap_or_default() {
+            "raid4" | "raid5" | "raid6" => "raid456".into(),
+            "linear" => "linear".into(),
+            l => l.to_string(),
+        });
+    }
+    if !s.luks.is_empty() {
+        m.extend(["dm_mod".into(), "dm_crypt".into()]);
+    }
+    for fs in &s.filesystems {
+        if let Some(f @ ("ext4" | "xfs" | "vfat" | "btrfs")) = fs.format.as_deref() {
+            m.push(f.to_string());
+        }
+    }
+    m.retain(|x| !x.is_empty());
+    m.sort();
+    m.dedup();
+    Ok(Some(DeviceNeeds { kernel_modules: m }))
 }
 
 /// Upstream's kargs stage: hands the wanted arguments to the distro's
@@ -597,5 +641,38 @@ mod tests {
         assert_eq!("files".parse::<Stage>().unwrap(), Stage::Files);
         assert_eq!("disks".parse::<Stage>().unwrap(), Stage::Disks);
         assert!("bogus".parse::<Stage>().is_err());
+    }
+
+    fn needs_of(cfg: &str) -> Option<DeviceNeeds> {
+        let t = tempfile::tempdir().unwrap();
+        let mut opts = Options::new("file", t.path().join("root"));
+        opts.config_file = Some(t.path().join("config.ign"));
+        opts.config_cache = t.path().join("ignition.json");
+        opts.state_file = t.path().join("state");
+        opts.system_config_dir = t.path().join("sys");
+        opts.kernel_cmdline = t.path().join("cmdline");
+        std::fs::write(&opts.kernel_cmdline, "").unwrap();
+        std::fs::write(opts.config_file.as_ref().unwrap(), cfg).unwrap();
+        run_stage(&opts, Stage::Fetch).unwrap();
+        device_needs(&opts).unwrap()
+    }
+
+    #[test]
+    fn device_needs_follow_the_config() {
+        let files_only =
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/x"}]}}"#;
+        assert_eq!(needs_of(files_only), None);
+        let disks = r#"{"ignition":{"version":"3.3.0"},"storage":{
+            "disks":[{"device":"/dev/vdb","partitions":[{"label":"a"},{"label":"b"}]}],
+            "raid":[{"name":"data","level":"raid1","devices":["/dev/vdb1","/dev/vdc1"]},
+                    {"name":"big","level":"raid5","devices":["/dev/vdb2","/dev/vdc2","/dev/vdd2"]}],
+            "luks":[{"name":"secret","device":"/dev/md/data"}],
+            "filesystems":[{"device":"/dev/mapper/secret","format":"xfs","path":"/var/x"},
+                           {"device":"/dev/md/big","format":"ext4"},
+                           {"device":"/dev/vdb3","format":"swap"}]}}"#;
+        let want = [
+            "dm_crypt", "dm_mod", "ext4", "md_mod", "raid1", "raid456", "xfs",
+        ];
+        assert_eq!(needs_of(disks).unwrap().kernel_modules, want);
     }
 }

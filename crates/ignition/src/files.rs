@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ignition_config::types::{Config, Directory, File, Link, NodeGroup, NodeUser, Resource, Unit};
 
@@ -17,6 +16,7 @@ use crate::error::{io_msg, path_err, Error, Result};
 use crate::passwd;
 use crate::path::{depth, join_path};
 use crate::resource::Fetcher;
+use crate::tools;
 
 /// Where enablement lines go (upstream `PresetPath`).
 pub const PRESET_PATH: &str = "/etc/systemd/system-preset/20-ignition.preset";
@@ -34,13 +34,11 @@ pub struct RunInfo {
     pub date: String,
     /// Mountpoints the mount stage created (root-relative).
     pub notated_directories: Vec<String>,
-    /// Run shadow-utils inside the root (see `Options::tools_in_root`).
-    pub tools_in_root: bool,
 }
 
 /// Applies the files stage of `cfg` to `root`.
 pub fn run(root: &Path, cfg: &Config, fetcher: &mut Fetcher, info: &RunInfo) -> Result<()> {
-    create_passwd(root, cfg, &info.notated_directories, info.tools_in_root)
+    create_passwd(root, cfg, &info.notated_directories)
         .map_err(|e| e.context("failed to create users/groups"))?;
     create_entries(root, cfg, fetcher).map_err(|e| e.context("failed to create files"))?;
     create_units(root, cfg).map_err(|e| e.context("failed to create units"))?;
@@ -48,15 +46,15 @@ pub fn run(root: &Path, cfg: &Config, fetcher: &mut Fetcher, info: &RunInfo) -> 
     Ok(())
 }
 
-fn create_passwd(root: &Path, cfg: &Config, notated: &[String], in_root: bool) -> Result<()> {
+fn create_passwd(root: &Path, cfg: &Config, notated: &[String]) -> Result<()> {
     for (i, g) in cfg.passwd.groups.iter().enumerate() {
-        passwd::ensure_group(root, g, in_root)
+        passwd::ensure_group(root, g)
             .map_err(|e| e.context(format!("failed to create group {:?}", g.name)))
             .map_err(|e| e.or_at(&format!("$.passwd.groups.{i}")))?;
     }
     for (i, u) in cfg.passwd.users.iter().enumerate() {
         let at = format!("$.passwd.users.{i}");
-        passwd::ensure_user(root, u, in_root).map_err(|e| {
+        passwd::ensure_user(root, u).map_err(|e| {
             e.context(format!("failed to create user {:?}", u.name))
                 .or_at(&at)
         })?;
@@ -64,7 +62,7 @@ fn create_passwd(root: &Path, cfg: &Config, notated: &[String], in_root: bool) -
             continue;
         }
         passwd::own_notated_dirs(root, &u.name, notated).map_err(|e| e.or_at(&at))?;
-        passwd::set_password_hash(root, u, in_root).map_err(|e| {
+        passwd::set_password_hash(root, u).map_err(|e| {
             e.context(format!("failed to set password for {:?}", u.name))
                 .or_at(&format!("{at}.passwordHash"))
         })?;
@@ -577,9 +575,10 @@ fn unmask_unit(root: &Path, name: &str) -> Result<()> {
 /// 2.16+: remove enablement symlinks only when systemctl says the unit is
 /// enabled in the root, so unknown units do not make the stage fail.
 fn disable_unit(root: &Path, what: &str) -> Result<()> {
-    let r = root.to_string_lossy();
+    let r = tools::path_for_tool(root);
+    let r = r.to_string_lossy();
     let units: Vec<&str> = what.split(' ').collect();
-    let out = Command::new("systemctl")
+    let out = tools::command("systemctl")
         .args(["--root", &r, "is-enabled"])
         .args(&units)
         .output()
@@ -592,7 +591,7 @@ fn disable_unit(root: &Path, what: &str) -> Result<()> {
     if String::from_utf8_lossy(&out.stdout).trim() != "enabled" {
         return Ok(());
     }
-    let out = Command::new("systemctl")
+    let out = tools::command("systemctl")
         .args(["--root", &r, "disable"])
         .args(&units)
         .output()

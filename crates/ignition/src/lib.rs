@@ -8,6 +8,8 @@
 //! * [`Options`] (paths and platform, upstream's defaults) and [`Stage`].
 //! * [`run_stage`]: one stage, like `ignition -stage S`; [`run`]: `fetch` then
 //!   `files`, what an offline user or a test wants.
+//! * [`device_needs`]: whether the fetched config touches devices, and the
+//!   kernel modules that takes (for the initramfs).
 //! * [`Error`]: `path` (config path, when one field is to blame) and `message`.
 //! * [`resource::Fetcher`]: `data:`/http(s) fetching with gzip and hash checks.
 //! * [`path::join_path`]: upstream's symlink-safe path resolution in a root.
@@ -59,8 +61,9 @@ pub mod path;
 pub mod plan;
 pub mod resource;
 mod state;
+mod tools;
 
-pub use engine::{run_stage, Options, Outcome, Stage, MAX_RENDER_DEPTH};
+pub use engine::{device_needs, run_stage, DeviceNeeds, Options, Outcome, Stage, MAX_RENDER_DEPTH};
 pub use error::{Error, Result};
 pub use files::{PRESET_PATH, RESULT_PATH};
 pub use state::{Failure, FetchedConfig, State};

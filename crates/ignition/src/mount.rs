@@ -7,12 +7,12 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ignition_config::types::{Config, Filesystem};
 
 use crate::error::{io_msg, path_err, Error, Result};
 use crate::path::{clean, depth};
+use crate::tools;
 
 /// Filesystems to mount, with their config index, shallowest first (stable).
 fn mountable(cfg: &Config) -> Vec<(usize, &Filesystem, &str)> {
@@ -63,9 +63,9 @@ pub fn mount(root: &Path, cfg: &Config) -> Result<Vec<String>> {
         }
         let format = fs.format.as_deref().unwrap_or_default();
         let opts = fs.mount_options.join(",");
-        let out = Command::new("mount")
+        let out = tools::command("mount")
             .args(["-o", &opts, "-t", format, &fs.device])
-            .arg(&target)
+            .arg(tools::path_for_tool(&target))
             .output()
             .map_err(|e| Error::at(&at, format!("running mount: {}", io_msg(&e))))?;
         if !out.status.success() {
@@ -90,8 +90,8 @@ pub fn umount(root: &Path, cfg: &Config) -> Result<()> {
     fss.reverse();
     for (i, _, path) in fss {
         let target = root.join(clean(path).trim_start_matches('/'));
-        let out = Command::new("umount")
-            .arg(&target)
+        let out = tools::command("umount")
+            .arg(tools::path_for_tool(&target))
             .output()
             .map_err(|e| Error::new(format!("running umount: {}", io_msg(&e))))?;
         if !out.status.success() {

@@ -13,6 +13,7 @@ use std::process::Command;
 use ignition_config::types::{PasswdGroup, PasswdUser};
 
 use crate::error::{io_msg, Error, Result};
+use crate::tools;
 
 /// An entry of the root's `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,26 +62,15 @@ fn read_db(root: &Path, db: &str) -> Result<String> {
 }
 
 /// Runs a shadow-utils command on `root`: the host's tool with
-/// `--root ROOT`, or with `in_root` the root's own tool chrooted into it
-/// (same files written: `--root` makes shadow-utils chroot itself).
-/// Failure carries the command line and output.
-fn run(cmd: &str, root: &Path, in_root: bool, args: &[String]) -> Result<()> {
+/// `--root ROOT`, or, when the stage runs the root's tools
+/// ([`crate::tools`]), the root's own chrooted into it (same files written:
+/// `--root` makes shadow-utils chroot itself). Failure carries the command
+/// line and output.
+fn run(cmd: &str, root: &Path, args: &[String]) -> Result<()> {
     let mut args = args.to_vec();
     let mut c = Command::new(cmd);
-    if in_root {
-        let dir = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
-            .map_err(|_| Error::new(format!("root {} contains NUL", root.display())))?;
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec only async-signal-safe calls
-        // (chroot, chdir) on memory owned by the closure.
-        unsafe {
-            c.pre_exec(move || {
-                if libc::chroot(dir.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+    if tools::root().is_some() {
+        tools::chroot(&mut c, root);
     } else {
         args.splice(0..0, ["--root".to_string(), root_arg(root)]);
     }
@@ -118,11 +108,11 @@ fn root_arg(root: &Path) -> String {
 
 /// Creates or deletes one group (upstream `EnsureGroup`, 2.14.0 flavour:
 /// `groupadd` even if the group exists, which then fails).
-pub fn ensure_group(root: &Path, g: &PasswdGroup, in_root: bool) -> Result<()> {
+pub fn ensure_group(root: &Path, g: &PasswdGroup) -> Result<()> {
     let exists = lookup_group(root, &g.name)?.is_some();
     if g.should_exist == Some(false) {
         if exists {
-            run("groupdel", root, in_root, std::slice::from_ref(&g.name))
+            run("groupdel", root, std::slice::from_ref(&g.name))
                 .map_err(|e| e.context(format!("failed to delete group {:?}", g.name)))?;
         }
         return Ok(());
@@ -140,7 +130,7 @@ pub fn ensure_group(root: &Path, g: &PasswdGroup, in_root: bool) -> Result<()> {
         args.push("--system".into());
     }
     args.push(g.name.clone());
-    run("groupadd", root, in_root, &args)
+    run("groupadd", root, &args)
 }
 
 fn push_if_set(args: &mut Vec<String>, flag: &str, v: &Option<String>) {
@@ -152,17 +142,12 @@ fn push_if_set(args: &mut Vec<String>, flag: &str, v: &Option<String>) {
 }
 
 /// Creates, modifies or deletes one user (upstream `EnsureUser`).
-pub fn ensure_user(root: &Path, u: &PasswdUser, in_root: bool) -> Result<()> {
+pub fn ensure_user(root: &Path, u: &PasswdUser) -> Result<()> {
     let exists = lookup_user(root, &u.name)?.is_some();
     if u.should_exist == Some(false) {
         if exists {
-            run(
-                "userdel",
-                root,
-                in_root,
-                &["--remove".into(), u.name.clone()],
-            )
-            .map_err(|e| e.context(format!("failed to delete user {:?}", u.name)))?;
+            run("userdel", root, &["--remove".into(), u.name.clone()])
+                .map_err(|e| e.context(format!("failed to delete user {:?}", u.name)))?;
         }
         return Ok(());
     }
@@ -209,7 +194,7 @@ pub fn ensure_user(root: &Path, u: &PasswdUser, in_root: bool) -> Result<()> {
     }
     push_if_set(&mut args, "--shell", &u.shell);
     args.push(u.name.clone());
-    run(cmd, root, in_root, &args)
+    run(cmd, root, &args)
 }
 
 /// Mountpoints the mount stage created at or below the user's home were made
@@ -237,7 +222,7 @@ pub fn own_notated_dirs(root: &Path, name: &str, notated: &[String]) -> Result<(
 
 /// `usermod --password` when a hash is configured ("" locks: `*`), as upstream
 /// does after creating the user.
-pub fn set_password_hash(root: &Path, u: &PasswdUser, in_root: bool) -> Result<()> {
+pub fn set_password_hash(root: &Path, u: &PasswdUser) -> Result<()> {
     let Some(h) = u.password_hash.as_deref() else {
         return Ok(());
     };
@@ -245,7 +230,6 @@ pub fn set_password_hash(root: &Path, u: &PasswdUser, in_root: bool) -> Result<(
     run(
         "usermod",
         root,
-        in_root,
         &["--password".into(), h.into(), u.name.clone()],
     )
 }
@@ -368,7 +352,8 @@ mod tests {
             name: "core".into(),
             ..Default::default()
         };
-        let e = ensure_user(t.path(), &u, true).unwrap_err();
+        let _g = tools::in_root(Some(t.path()));
+        let e = ensure_user(t.path(), &u).unwrap_err();
         assert!(
             e.message.starts_with("running useradd: no such file"),
             "{e}"

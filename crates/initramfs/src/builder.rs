@@ -80,6 +80,9 @@ impl BuildOptions {
         // The kernel execs /init; the same file answers to `ferrocore`.
         a.add_file_from("init", &self.binary, Some(0o755))?;
         a.add_symlink("usr/bin/ferrocore", "../../init")?;
+        // The kernel's module loader (`kernel.modprobe`) while /init runs:
+        // /init answers as `modprobe` by running the root's, chrooted.
+        a.add_symlink("sbin/modprobe", "../init")?;
         let mut list = String::new();
         for m in &modules {
             let rel = format!("{rel_moddir}/{}", m.path);

@@ -422,7 +422,7 @@ fn boot(log: &mut Log) -> std::result::Result<Never, Stop> {
     if cmd.firstboot {
         populate_var(sysroot, log);
         log.marker(&format!("ignition (platform {})", cmd.platform));
-        ignition(sysroot, &cmd.platform).map_err(Stop::Ignition)?;
+        ignition(sysroot, &cmd.platform, log).map_err(Stop::Ignition)?;
         log.marker("ignition done");
         match remove_firstboot_stamp() {
             Ok(Some(dev)) => {
@@ -485,9 +485,12 @@ fn populate_var(root: &Path, log: &mut Log) {
     }
 }
 
-/// Runs `c` chrooted into `root` and collects its output.
-fn chroot_output(c: &mut std::process::Command, root: &Path) -> io::Result<std::process::Output> {
+/// Makes `c` chroot into `root` (and chdir to its `/`) before exec. pid 1
+/// stays outside that chroot, so systemd's tools (udevd, udevadm) would take
+/// themselves for chrooted and do nothing without `SYSTEMD_IGNORE_CHROOT`.
+fn chroot_before_exec(c: &mut std::process::Command, root: &Path) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
+    c.env("SYSTEMD_IGNORE_CHROOT", "1");
     let dir = CString::new(root.as_os_str().as_bytes())
         .map_err(|_| io::Error::other("root path contains NUL"))?;
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -499,17 +502,163 @@ fn chroot_output(c: &mut std::process::Command, root: &Path) -> io::Result<std::
             Ok(())
         });
     }
-    c.output()
+    Ok(())
 }
 
-/// Ignition's initramfs stages that ferrocore runs: fetch, then files.
-fn ignition(root: &Path, platform: &str) -> std::result::Result<(), String> {
+/// Ignition's initramfs stages in upstream's order: fetch, then — when the
+/// config touches devices — disks and mount, files, umount; otherwise files
+/// alone. Every tool runs from the root, chrooted (the initramfs has none).
+///
+/// Unlike Fedora CoreOS, whose disks stage runs before the root is mounted,
+/// ours runs after: the tools live in the root. So does the root's udev,
+/// started only for configs with devices: without it there are no
+/// `/dev/disk/by-*` links, which configs name devices by.
+fn ignition(root: &Path, platform: &str, log: &mut Log) -> std::result::Result<(), String> {
+    use ignition_engine::Stage;
     let mut opts = ignition_engine::Options::new(platform, root);
     opts.tools_in_root = true;
-    for stage in [ignition_engine::Stage::Fetch, ignition_engine::Stage::Files] {
-        ignition_engine::run_stage(&opts, stage).map_err(|e| e.to_string())?;
+    let run = |stage: Stage| -> std::result::Result<(), String> {
+        ignition_engine::run_stage(&opts, stage)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    run(Stage::Fetch)?;
+    let needs = ignition_engine::device_needs(&opts).map_err(|e| e.to_string())?;
+    let Some(needs) = needs else {
+        return run(Stage::Files);
+    };
+    load_root_modules(root, &needs.kernel_modules, log);
+    let udev = Udev::start(root).map_err(|e| format!("starting udev: {e}"))?;
+    log.marker("udev running");
+    let res = (|| {
+        for stage in [Stage::Disks, Stage::Mount, Stage::Files, Stage::Umount] {
+            run(stage)?;
+            log.marker(&format!("ignition {} done", stage.name()));
+        }
+        Ok(())
+    })();
+    udev.stop(log);
+    res
+}
+
+/// Loads the config's RAID, dm-crypt and filesystem modules with the root's
+/// `modprobe` (the initramfs carries only what mounting the root takes).
+/// Failures are logged: the stage that needed the module reports the error.
+fn load_root_modules(root: &Path, modules: &[String], log: &mut Log) {
+    if modules.is_empty() {
+        return;
     }
-    Ok(())
+    let mut c = std::process::Command::new("modprobe");
+    c.arg("-a").args(modules);
+    match chroot_output(&mut c, root) {
+        Ok(o) if o.status.success() => {
+            log.marker(&format!("loaded {} from the root", modules.join(" ")))
+        }
+        Ok(o) => log.line(
+            4,
+            &format!(
+                "ferrocore-init: modprobe {}: {}: {}",
+                modules.join(" "),
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        ),
+        Err(e) => log.line(4, &format!("ferrocore-init: modprobe: {e}")),
+    }
+}
+
+/// The root's `systemd-udevd`, run chrooted while the device stages need
+/// `/dev/disk/by-*` links and device events, then stopped before the switch
+/// (the booted system starts its own; `/run/udev` is kept, as dracut does).
+struct Udev {
+    child: std::process::Child,
+    root: PathBuf,
+}
+
+impl Udev {
+    fn start(root: &Path) -> io::Result<Udev> {
+        let bin = ["usr/lib/systemd/systemd-udevd", "lib/systemd/systemd-udevd"]
+            .into_iter()
+            // A link to udevadm, absolute: it resolves only inside the root.
+            .find(|b| std::fs::symlink_metadata(root.join(b)).is_ok())
+            .ok_or_else(|| io::Error::other("no systemd-udevd in the root"))?;
+        let mut c = std::process::Command::new(Path::new("/").join(bin));
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        chroot_before_exec(&mut c, root)?;
+        let udev = Udev {
+            child: c.spawn()?,
+            root: root.to_path_buf(),
+        };
+        // Replay the kernel's events for what exists already, as
+        // systemd-udev-trigger does, and wait until they are handled.
+        for args in [
+            &["trigger", "--type=subsystems", "--action=add"][..],
+            &["trigger", "--type=devices", "--action=add"],
+            &["settle", "--timeout=120"],
+        ] {
+            let mut c = std::process::Command::new("udevadm");
+            c.args(args);
+            let o = chroot_output(&mut c, root)?;
+            if !o.status.success() {
+                return Err(io::Error::other(format!(
+                    "udevadm {}: {}: {}",
+                    args.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )));
+            }
+        }
+        Ok(udev)
+    }
+
+    fn stop(mut self, log: &mut Log) {
+        let mut c = std::process::Command::new("udevadm");
+        c.args(["control", "--exit"]);
+        let asked = chroot_output(&mut c, &self.root).is_ok_and(|o| o.status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while asked && std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                log.marker("udev stopped");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        log.line(4, "ferrocore-init: udev did not exit when asked: killed");
+    }
+}
+
+/// The kernel's module loader while `/init` runs (`/sbin/modprobe` in the
+/// initramfs is a link to it): dm-crypt's ciphers and cryptsetup's AF_ALG
+/// sockets make the kernel load modules on demand, and only the root has
+/// `modprobe` and the full module tree. Runs the root's, chrooted.
+pub fn modprobe_helper(args: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let root = Path::new("/sysroot");
+    // Links there (to kmod) are absolute: test the link, not its target.
+    let present = |p: &str| std::fs::symlink_metadata(root.join(p)).is_ok();
+    if !present("usr/sbin/modprobe") && !present("sbin/modprobe") {
+        eprintln!("modprobe: no root mounted at /sysroot yet");
+        return 1;
+    }
+    let mut c = std::process::Command::new("/sbin/modprobe");
+    c.arg0("modprobe").args(args.iter().skip(1));
+    if let Err(e) = chroot_before_exec(&mut c, root) {
+        eprintln!("modprobe: {e}");
+        return 1;
+    }
+    let e = c.exec();
+    eprintln!("modprobe: exec in {}: {e}", root.display());
+    1
+}
+
+/// Runs `c` chrooted into `root` and collects its output.
+fn chroot_output(c: &mut std::process::Command, root: &Path) -> io::Result<std::process::Output> {
+    chroot_before_exec(c, root)?;
+    c.output()
 }
 
 /// Mounts `LABEL=boot`, removes the stamp durably, unmounts. `None` when

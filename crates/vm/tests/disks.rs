@@ -187,25 +187,36 @@ fn blkid(ssh: &Ssh, dev: &str) -> (String, String, String) {
 #[ignore = "boots VMs: run by scripts/ci.d/e2e-vm.sh"]
 fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
     let started = Instant::now();
-    let dir = std::env::var_os("FERROCORE_E2E_WORKDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("ferrocore-e2e"))
-        .join("disks");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = SshKey::generate(&dir).unwrap();
-    let out = butane::translate(
-        LOGIN_BUTANE.replace("@KEY@", key.public()).as_bytes(),
-        &butane::Options::default(),
-    )
-    .unwrap_or_else(|e| panic!("Butane config does not translate: {}", e.message));
-    let ign = dir.join("config.ign");
-    std::fs::write(&ign, &out.bytes).unwrap();
+    let (dir, key, ign) = setup("disks", "");
 
-    // Two blank sparse disks with serials, so the guest names them by id.
-    // SeaBIOS boots only the first disk it finds, scanning PCI slots in
-    // order: these sit in slots above the image's (auto-assigned, lowest free).
-    let mut o = VmOptions::new(image(), &dir);
+    let vm = Vm::start(vm_options(&dir, ign)).unwrap();
+    eprintln!("disks: console {}", vm.log_path().display());
+    let t = Instant::now();
+    let ssh = vm
+        .wait_ssh(&key, "core", boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "disks: boot -> ssh reachable in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    check(&ssh);
+    loop_device_suite(&ssh);
+    let _ = ssh.run_timeout("sudo systemctl poweroff", Duration::from_secs(30));
+    let _ = vm.wait_poweroff(Duration::from_secs(120));
+    let overlay = vm.overlay().to_path_buf();
+    drop(vm);
+    for f in [overlay, dir.join("disk-a.raw"), dir.join("disk-b.raw")] {
+        let _ = std::fs::remove_file(f);
+    }
+    eprintln!("disks: passed in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A VM of the image with two blank sparse 1 GiB disks carrying serials
+/// (`/dev/disk/by-id/virtio-fcdisk-a`, `-b`). SeaBIOS boots only the first
+/// disk it finds, scanning PCI slots in order: these sit in slots above the
+/// image's (auto-assigned, lowest free).
+fn vm_options(dir: &std::path::Path, ign: PathBuf) -> VmOptions {
+    let mut o = VmOptions::new(image(), dir);
     o.ignition = Some(ign);
     o.profile = profile();
     // cryptsetup's Argon2 takes up to half the RAM; 512 MiB is tight.
@@ -229,18 +240,187 @@ fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
             .map(Into::into),
         );
     }
-    let vm = Vm::start(o).unwrap();
-    eprintln!("disks: console {}", vm.log_path().display());
-    let t = Instant::now();
+    o
+}
+
+/// A fresh work dir for one test and a login config with `extra` appended
+/// (Butane, continuing `storage.files` of [`LOGIN_BUTANE`]).
+fn setup(name: &str, extra: &str) -> (PathBuf, SshKey, PathBuf) {
+    let dir = std::env::var_os("FERROCORE_E2E_WORKDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("ferrocore-e2e"))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = SshKey::generate(&dir).unwrap();
+    let src = LOGIN_BUTANE.replace("@KEY@", key.public()) + extra;
+    let out = butane::translate(src.as_bytes(), &butane::Options::default())
+        .unwrap_or_else(|e| panic!("Butane config does not translate: {}", e.message));
+    let ign = dir.join("config.ign");
+    std::fs::write(&ign, &out.bytes).unwrap();
+    (dir, key, ign)
+}
+
+/// What a Fedora CoreOS user writes for data disks: RAID1 over a partition
+/// of each disk, LUKS2 on the array, ext4 in it, xfs on a plain partition,
+/// both mounted by Butane's generated mount units, files on both.
+const FIRST_BOOT_STORAGE: &str = r#"    - path: /var/lib/data/hello.txt
+      mode: 0640
+      contents:
+        inline: "written at first boot onto raid1 + luks\n"
+    - path: /var/lib/plain/notes.txt
+      contents:
+        inline: "xfs notes\n"
+  disks:
+    - device: /dev/disk/by-id/virtio-fcdisk-a
+      wipe_table: true
+      partitions:
+        - label: raid-a
+          size_mib: 512
+          type_guid: A19D880F-05FC-4D3B-A006-743F0F84911E
+        - label: plain
+          size_mib: 0
+    - device: /dev/disk/by-id/virtio-fcdisk-b
+      wipe_table: true
+      partitions:
+        - label: raid-b
+          size_mib: 512
+          type_guid: A19D880F-05FC-4D3B-A006-743F0F84911E
+  raid:
+    - name: data
+      level: raid1
+      devices:
+        - /dev/disk/by-partlabel/raid-a
+        - /dev/disk/by-partlabel/raid-b
+  luks:
+    - name: secret
+      device: /dev/md/data
+      wipe_volume: true
+      key_file:
+        inline: first-boot-passphrase
+  filesystems:
+    - device: /dev/mapper/secret
+      format: ext4
+      label: data
+      wipe_filesystem: true
+      path: /var/lib/data
+      with_mount_unit: true
+    - device: /dev/disk/by-partlabel/plain
+      format: xfs
+      label: plain
+      wipe_filesystem: true
+      path: /var/lib/plain
+      with_mount_unit: true
+"#;
+
+/// The whole first boot as a user gets it: the initramfs runs Ignition's
+/// disks, mount, files and umount stages (tools from the root, chrooted;
+/// the root's udev for `/dev/disk/by-*`), the booted system mounts the new
+/// filesystems with the generated units, and after a reboot the array is
+/// assembled, the LUKS volume opened from `/etc/crypttab` and both mounted
+/// again, with no second provisioning.
+#[test]
+#[ignore = "boots VMs: run by scripts/ci.d/e2e-vm.sh"]
+fn first_boot_builds_raid_luks_and_filesystems_that_stay_mounted() {
+    let started = Instant::now();
+    let (dir, key, ign) = setup("first-boot-disks", FIRST_BOOT_STORAGE);
+    let vm = Vm::start(vm_options(&dir, ign)).unwrap();
+    eprintln!("first-boot-disks: console {}", vm.log_path().display());
     let ssh = vm
         .wait_ssh(&key, "core", boot_timeout())
         .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "disks: boot -> ssh reachable in {:.1} s",
-        t.elapsed().as_secs_f64()
+    let console = |boot: u32| -> Vec<(f64, String)> {
+        vm.console_of_boot(boot)
+            .into_iter()
+            .map(|l| (l.secs, l.text))
+            .collect()
+    };
+    let at = |lines: &[(f64, String)], what: &str| -> Option<f64> {
+        lines
+            .iter()
+            .find(|(_, t)| t.contains(what))
+            .map(|(s, _)| *s)
+    };
+    let boot1 = console(1);
+    for step in [
+        "ferrocore-init: udev running",
+        "ferrocore-init: ignition disks done",
+        "ferrocore-init: ignition mount done",
+        "ferrocore-init: ignition files done",
+        "ferrocore-init: ignition umount done",
+    ] {
+        assert!(
+            at(&boot1, step).is_some(),
+            "no {step:?} on the first boot's console"
+        );
+    }
+    if let (Some(a), Some(b)) = (
+        at(&boot1, "ferrocore-init: ignition (platform"),
+        at(&boot1, "ferrocore-init: ignition umount done"),
+    ) {
+        eprintln!(
+            "figure: first-boot Ignition with disks in the initramfs: {:.1} s",
+            b - a
+        );
+    }
+
+    let mounted = |ssh: &Ssh| {
+        let m = sh(
+            ssh,
+            "findmnt -n -o SOURCE,FSTYPE /var/lib/data; findmnt -n -o SOURCE,FSTYPE /var/lib/plain",
+        );
+        let lines: Vec<&str> = m.lines().map(str::trim).collect();
+        assert_eq!(lines.len(), 2, "{m}");
+        assert!(
+            lines[0].ends_with("ext4") && lines[0].contains("secret"),
+            "{m}"
+        );
+        assert!(lines[1].ends_with("xfs"), "{m}");
+        assert_eq!(
+            sh(
+                ssh,
+                "systemctl is-active var-lib-data.mount var-lib-plain.mount"
+            )
+            .trim(),
+            "active\nactive"
+        );
+        assert_eq!(
+            sh(ssh, "sudo cat /var/lib/data/hello.txt"),
+            "written at first boot onto raid1 + luks\n"
+        );
+        assert_eq!(
+            sh(ssh, "sudo stat -c %a /var/lib/data/hello.txt").trim(),
+            "640"
+        );
+        assert_eq!(sh(ssh, "cat /var/lib/plain/notes.txt"), "xfs notes\n");
+        let md = sh(ssh, "cat /proc/mdstat");
+        assert!(md.contains("raid1") && md.contains("[2/2] [UU]"), "{md}");
+        let st = sh(ssh, "sudo cryptsetup status secret");
+        assert!(st.contains("type:    LUKS2"), "{st}");
+    };
+    mounted(&ssh);
+    // The key and crypttab entry the files stage wrote for the next boots.
+    let tab = sh(&ssh, "sudo cat /etc/crypttab");
+    assert!(
+        tab.lines()
+            .any(|l| l.starts_with("secret UUID=") && l.contains("/etc/luks/secret")),
+        "{tab}"
     );
-    check(&ssh);
-    loop_device_suite(&ssh);
+    assert_eq!(sh(&ssh, "sudo stat -c %a /etc/luks/secret").trim(), "600");
+    let uuid = blkid(&ssh, "/dev/disk/by-partlabel/plain").2;
+
+    let _ = ssh.run_timeout("sudo systemctl reboot", Duration::from_secs(30));
+    vm.wait_boot(2, boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ssh = vm
+        .wait_ssh(&key, "core", boot_timeout())
+        .unwrap_or_else(|e| panic!("{e}"));
+    mounted(&ssh);
+    assert_eq!(blkid(&ssh, "/dev/disk/by-partlabel/plain").2, uuid);
+    assert!(
+        at(&console(2), "ferrocore-init: ignition").is_none(),
+        "Ignition ran again on the second boot"
+    );
     let _ = ssh.run_timeout("sudo systemctl poweroff", Duration::from_secs(30));
     let _ = vm.wait_poweroff(Duration::from_secs(120));
     let overlay = vm.overlay().to_path_buf();
@@ -248,7 +428,10 @@ fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
     for f in [overlay, dir.join("disk-a.raw"), dir.join("disk-b.raw")] {
         let _ = std::fs::remove_file(f);
     }
-    eprintln!("disks: passed in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "first-boot-disks: passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The host's loop-device disk tests (`crates/ignition/tests/disks`, the
@@ -506,4 +689,24 @@ fn check(ssh: &Ssh) {
         ("ext4".into(), "securefs".into(), EXT4_UUID.into())
     );
     ignition(ssh, "keep.ign", &["umount"]);
+}
+
+/// The first-boot config translates and asks for what the VM test checks
+/// (no image needed, so a broken config shows up in every `cargo test`).
+#[test]
+fn the_first_boot_config_translates() {
+    let src = LOGIN_BUTANE.replace("@KEY@", "ssh-ed25519 AAAA test") + FIRST_BOOT_STORAGE;
+    let out = butane::translate(src.as_bytes(), &butane::Options::default())
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    let v: Value = serde_json::from_slice(&out.bytes).unwrap();
+    let units: Vec<&str> = v["systemd"]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(units, ["var-lib-data.mount", "var-lib-plain.mount"]);
+    assert_eq!(v["storage"]["luks"][0]["device"], "/dev/md/data");
+    assert_eq!(v["storage"]["raid"][0]["level"], "raid1");
+    assert_eq!(v["storage"]["filesystems"].as_array().unwrap().len(), 2);
 }

@@ -99,3 +99,9 @@ pub fn init_main(_args: &[OsString]) -> ExitCode {
     }
     ferrocore_initramfs::init::run()
 }
+
+/// `/sbin/modprobe` in the initramfs: the kernel's on-demand module loader
+/// while `/init` provisions (see `ferrocore_initramfs::init::modprobe_helper`).
+pub fn modprobe_main(args: &[OsString]) -> ExitCode {
+    ExitCode::from(ferrocore_initramfs::init::modprobe_helper(args) as u8)
+}
