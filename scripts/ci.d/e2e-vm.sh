@@ -73,6 +73,8 @@ stamp "suite" "$t"
 # 5. The Ignition disks stage on real block devices: RAID1 + LUKS + ext4/xfs
 #    on two extra virtio disks (this host's kernel has no md/dm; the guest's has).
 #    The host's loop-device disk tests also run in that guest, with md and dm.
+#    Beside it (two VMs at once) a node provisioned by the initramfs at first
+#    boot with the same kind of layout, mounted by units, checked after a reboot.
 t=$SECONDS
 disk_tests=$(cargo test -p ignition-engine --test disks --no-run 2>&1 |
     sed -n 's/^ *Executable tests\/disks\/main.rs (\(.*\))$/\1/p' | tail -1)
@@ -81,7 +83,7 @@ export FERROCORE_E2E_IGNITION_DISK_TESTS=$(readlink -f "$disk_tests")
 dstatus=0
 cargo test -q -p ferrocore-vm --test disks -- --include-ignored --nocapture \
     2>&1 | tee "$work/disks.out" || dstatus=$?
-grep -h '^figure: \|^disks: ' "$work/disks.out" | sed 's/^/e2e-vm: /' || true
+grep -h '^figure: \|^disks: \|^first-boot-disks: ' "$work/disks.out" | sed 's/^/e2e-vm: /' || true
 stamp "disks scenario" "$t"
 [ "$status" != 0 ] || status=$dstatus
 
