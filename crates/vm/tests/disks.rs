@@ -201,6 +201,12 @@ fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
     );
     check(&ssh);
     loop_device_suite(&ssh);
+    finish(vm, &ssh, &dir);
+    eprintln!("disks: passed in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Powers the VM off and removes its overlay and disks (they are large).
+fn finish(vm: Vm, ssh: &Ssh, dir: &std::path::Path) {
     let _ = ssh.run_timeout("sudo systemctl poweroff", Duration::from_secs(30));
     let _ = vm.wait_poweroff(Duration::from_secs(120));
     let overlay = vm.overlay().to_path_buf();
@@ -208,7 +214,6 @@ fn raid1_luks_ext4_xfs_provisioned_mounted_and_reused() {
     for f in [overlay, dir.join("disk-a.raw"), dir.join("disk-b.raw")] {
         let _ = std::fs::remove_file(f);
     }
-    eprintln!("disks: passed in {:.1} s", started.elapsed().as_secs_f64());
 }
 
 /// A VM of the image with two blank sparse 1 GiB disks carrying serials
@@ -421,13 +426,7 @@ fn first_boot_builds_raid_luks_and_filesystems_that_stay_mounted() {
         at(&console(2), "ferrocore-init: ignition").is_none(),
         "Ignition ran again on the second boot"
     );
-    let _ = ssh.run_timeout("sudo systemctl poweroff", Duration::from_secs(30));
-    let _ = vm.wait_poweroff(Duration::from_secs(120));
-    let overlay = vm.overlay().to_path_buf();
-    drop(vm);
-    for f in [overlay, dir.join("disk-a.raw"), dir.join("disk-b.raw")] {
-        let _ = std::fs::remove_file(f);
-    }
+    finish(vm, &ssh, &dir);
     eprintln!(
         "first-boot-disks: passed in {:.1} s",
         started.elapsed().as_secs_f64()
