@@ -161,15 +161,28 @@ impl Ctx<'_> {
             Err(e) => return Err(Error::io("mkdirat", e)),
         };
         let t = self.repo.load_dirtree(tree)?;
-        // Files of one directory are independent: write them in parallel.
         let skip = |name: &str| self.opts.skip_list.contains(&format!("{rel}/{name}"));
-        t.files
-            .par_iter()
-            .filter(|(name, _)| !skip(name))
-            .try_for_each(|(name, c)| match name.strip_prefix(".ostree-wh.") {
-                Some(real) if self.opts.passthrough_whiteouts => self.whiteout(c, &dest.join(real)),
-                _ => self.file(c, &dest.join(name)),
-            })?;
+        // In a directory we just created, nothing can be in the way: no
+        // need to look before writing each file.
+        let fresh = created && self.opts.overwrite == Overwrite::None;
+        let one = |(name, c): &(String, Checksum)| match name.strip_prefix(".ostree-wh.") {
+            Some(real) if self.opts.passthrough_whiteouts => self.whiteout(c, &dest.join(real)),
+            _ => self.file_in(c, &dest.join(name), fresh),
+        };
+        // Files of one directory are independent, but a hardlink is so
+        // cheap that two threads linking into the same directory mostly
+        // wait for its lock: only copies and big directories go parallel.
+        if self.can_hardlink && t.files.len() < 256 {
+            t.files
+                .iter()
+                .filter(|(name, _)| !skip(name))
+                .try_for_each(one)?;
+        } else {
+            t.files
+                .par_iter()
+                .filter(|(name, _)| !skip(name))
+                .try_for_each(one)?;
+        }
         for (name, tc, mc) in t.dirs.iter().filter(|(name, ..)| !skip(name)) {
             self.dir(tc, mc, &dest.join(name), &format!("{rel}/{name}"))?;
         }
@@ -309,7 +322,12 @@ impl Ctx<'_> {
     }
 
     fn file(&self, c: &Checksum, dest: &Path) -> Result<()> {
-        if !self.remove_existing(c, dest)? {
+        self.file_in(c, dest, false)
+    }
+
+    /// Writes one file; `fresh`: `dest`'s directory was just created empty.
+    fn file_in(&self, c: &Checksum, dest: &Path, fresh: bool) -> Result<()> {
+        if !fresh && !self.remove_existing(c, dest)? {
             return Ok(());
         }
         if self.can_hardlink && self.hardlink_fast(c, dest)? {

@@ -8,12 +8,13 @@ use crate::gvariant::Value;
 use crate::object::{
     self, mode, Checksum, Commit, ContentHasher, DirMeta, DirTree, FileHeader, ObjectType,
 };
+use crate::progress::{Phase, Progress};
 use crate::repo::Transaction;
 use crate::{sys, Error, Repo, RepoMode, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -132,6 +133,7 @@ struct Modifier<'a> {
     // (st_dev, st_ino) -> content object, for --link-checkout-speedup.
     devino: std::collections::HashMap<(u64, u64), Checksum>,
     cache_hits: std::cell::Cell<u64>,
+    progress: &'a Progress,
 }
 
 impl Modifier<'_> {
@@ -226,7 +228,10 @@ fn scan_dir(
             tree.files.remove(&name);
             let sub = tree.dirs.entry(name).or_default();
             scan_dir(tx, &path, &child_rel, &md, sub, files, modi)?;
-        } else if let Some(c) = modi.devino.get(&(md.dev(), md.ino())).copied() {
+            continue;
+        }
+        modi.progress.scanned(1);
+        if let Some(c) = modi.devino.get(&(md.dev(), md.ino())).copied() {
             // A hardlink of one of our objects: its metadata is the object's,
             // then the modifier applies on top (an explicit --owner-uid wins).
             modi.cache_hits.set(modi.cache_hits.get() + 1);
@@ -327,7 +332,7 @@ fn load_tree(repo: &Repo, tree_c: &Checksum, meta_c: &Checksum, into: &mut MTree
 
 /// Streams a regular file through the content hasher; returns the
 /// checksum and the still-open file.
-fn hash_file(f: &PendingFile) -> Result<(Checksum, File)> {
+fn hash_file(f: &PendingFile, progress: &Progress) -> Result<(Checksum, File)> {
     let ctx = |e| Error::io(format!("reading {}", f.path.display()), e);
     let mut file =
         File::open(&f.path).map_err(|e| Error::io(format!("opening {}", f.path.display()), e))?;
@@ -340,6 +345,7 @@ fn hash_file(f: &PendingFile) -> Result<(Checksum, File)> {
             break;
         }
         total += n as u64;
+        progress.bytes(n as u64);
         h.update(&buf[..n]);
     }
     if total != f.size {
@@ -352,13 +358,19 @@ fn hash_file(f: &PendingFile) -> Result<(Checksum, File)> {
 }
 
 /// Hashes one file, then writes it if the repository lacks it.
-fn process_file(tx: &Transaction<'_>, f: &PendingFile) -> Result<Checksum> {
+fn process_file(tx: &Transaction<'_>, f: &PendingFile, progress: &Progress) -> Result<Checksum> {
+    let c = write_file(tx, f, progress)?;
+    progress.done(1);
+    Ok(c)
+}
+
+fn write_file(tx: &Transaction<'_>, f: &PendingFile, progress: &Progress) -> Result<Checksum> {
     if mode::is_lnk(f.header.mode) {
         let c = object::content_checksum(&f.header, &[]);
         tx.write_content(&c, &f.header, &mut std::io::empty(), 0)?;
         return Ok(c);
     }
-    let (c, mut file) = hash_file(f)?;
+    let (c, file) = hash_file(f, progress)?;
     if !tx.has_object(ObjectType::File, &c) {
         if f.adopt {
             // Objects carry mtime 0; the input is being consumed anyway.
@@ -367,9 +379,7 @@ fn process_file(tx: &Transaction<'_>, f: &PendingFile) -> Result<Checksum> {
                 return Ok(c);
             }
         }
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(format!("reading {}", f.path.display()), e))?;
-        tx.write_content(&c, &f.header, &mut file, f.size)?;
+        tx.write_content_file(&c, &f.header, &file, f.size)?;
     } else {
         tx.stats
             .content_total
@@ -418,6 +428,19 @@ fn find_kernel_version(t: &MTree) -> Option<String> {
 /// Commits the overlay of `sources` and returns the new commit checksum
 /// (updating `opts.branch` unless `opts.orphan`).
 pub fn commit(repo: &Repo, sources: &[TreeSource], opts: &CommitOptions) -> Result<CommitOutcome> {
+    commit_with_progress(repo, sources, opts, &Progress::default())
+}
+
+/// [`commit`], reporting into `progress` as it goes: files found while
+/// [`Phase::Scanning`], then files hashed/written of those found and
+/// bytes read while [`Phase::Objects`]. `progress` is reset first.
+pub fn commit_with_progress(
+    repo: &Repo,
+    sources: &[TreeSource],
+    opts: &CommitOptions,
+    progress: &Progress,
+) -> Result<CommitOutcome> {
+    progress.reset();
     if opts.branch.is_none() && !opts.orphan {
         return Err(Error::Invalid(
             "A branch must be specified with --branch, or use --orphan".into(),
@@ -450,8 +473,10 @@ pub fn commit(repo: &Repo, sources: &[TreeSource], opts: &CommitOptions) -> Resu
         repo,
         devino,
         cache_hits: std::cell::Cell::new(0),
+        progress,
     };
     let tx = repo.begin()?;
+    progress.set_phase(Phase::Scanning);
     let mut root = MTree::default();
     let mut files = Vec::new();
     for s in sources {
@@ -471,9 +496,11 @@ pub fn commit(repo: &Repo, sources: &[TreeSource], opts: &CommitOptions) -> Resu
             }
         }
     }
+    progress.set_requested(files.len() as u64);
+    progress.set_phase(Phase::Objects);
     let done: Vec<Checksum> = files
         .par_iter()
-        .map(|f| process_file(&tx, f))
+        .map(|f| process_file(&tx, f, progress))
         .collect::<Result<_>>()?;
     let (root_tree, root_meta) = write_mtree(&tx, &root, &done)?;
 
@@ -611,7 +638,7 @@ pub fn checksum_path(path: &Path, ignore_xattrs: bool) -> Result<Checksum> {
         size: md.len(),
         adopt: false,
     };
-    hash_file(&f).map(|(c, _)| c)
+    hash_file(&f, &Progress::default()).map(|(c, _)| c)
 }
 
 /// Convenience: commit directories (overlaid in order).

@@ -8,7 +8,8 @@
 //!   and their checksums;
 //! * [`Repo`] — the loose-object store, refs, config, transactions;
 //! * [`commit`], [`checkout`], [`fsck`], [`prune`], [`delta`], [`pull`],
-//!   [`pull_http`], [`summary`] — the operations behind the CLI.
+//!   [`pull_http`], [`summary`] — the operations behind the CLI;
+//! * [`progress`] — live counters of a running commit or pull.
 //!
 //! ```no_run
 //! use ostree_repo::{Repo, RepoMode, commit::CommitOptions};
@@ -26,6 +27,7 @@ pub mod fsck;
 pub mod gvariant;
 pub mod keyfile;
 pub mod object;
+pub mod progress;
 pub mod prune;
 pub mod pull;
 pub mod pull_http;

@@ -2,6 +2,7 @@
 //! repository on disk, converting between storage modes.
 
 use crate::object::{self, Checksum, Commit, DirTree, ObjectType};
+use crate::progress::{Phase, Progress};
 use crate::{fsck, Error, Repo, RepoMode, Result};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
@@ -81,6 +82,21 @@ pub fn pull_local(
     refs: &[String],
     opts: &PullLocalOptions,
 ) -> Result<PullStats> {
+    pull_local_with_progress(src, dst, refs, opts, &Progress::default())
+}
+
+/// [`pull_local`], reporting into `progress` as it goes: dirtrees read
+/// while [`Phase::Scanning`], then objects copied of those missing and
+/// content bytes copied while [`Phase::Objects`]. `progress` is reset
+/// first.
+pub fn pull_local_with_progress(
+    src: &Repo,
+    dst: &Repo,
+    refs: &[String],
+    opts: &PullLocalOptions,
+    progress: &Progress,
+) -> Result<PullStats> {
+    progress.reset();
     let mut wanted: Vec<(Option<String>, Checksum)> = Vec::new();
     if refs.is_empty() {
         for (name, c) in src.list_refs(None)? {
@@ -137,6 +153,7 @@ pub fn pull_local(
             });
         }
     }
+    progress.set_phase(Phase::Scanning);
     let mut metadata: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
     let mut content: BTreeSet<Checksum> = BTreeSet::new();
     let mut commits = Vec::new();
@@ -156,7 +173,7 @@ pub fn pull_local(
             let commit = src.load_commit(&cc)?;
             commits.push(cc);
             if !opts.commit_metadata_only {
-                collect_tree(src, &commit, &mut metadata, &mut content)?;
+                collect_tree(src, &commit, &mut metadata, &mut content, progress)?;
             }
             if depth == 0 {
                 break;
@@ -175,54 +192,24 @@ pub fn pull_local(
     // Same storage format: objects can be shared by hardlink, as upstream does.
     let same_mode = src.mode() == dst.mode();
     let content: Vec<Checksum> = content.into_iter().collect();
-    content.par_iter().try_for_each(|c| -> Result<()> {
-        if tx.has_object(ObjectType::File, c) {
-            return Ok(());
-        }
-        if opts.untrusted {
-            fsck::verify_content(src, c)?;
-        }
-        if opts.bareuseronly_files {
-            let m = src.open_content(c)?.header.mode;
-            if object::mode::is_reg(m) && m & !(object::mode::S_IFMT | 0o775) != 0 {
-                return Err(Error::Invalid(format!(
-                    "Content object {}: invalid mode 0{m:04o} with bits 0{:04o}",
-                    object::to_hex(c),
-                    m & 0o7777 & !0o775
-                )));
-            }
-        }
-        if same_mode
-            && tx.link_object(ObjectType::File, c, &src.object_path(ObjectType::File, c))?
-        {
-            return Ok(());
-        }
-        let mut obj = src.open_content(c)?;
-        // A bare-user object whose metadata is already canonical is, byte
-        // for byte and mode for mode, a valid bare-user-only object.
-        let h = &obj.header;
-        if src.mode() == RepoMode::BareUser
-            && dst.mode() == RepoMode::BareUserOnly
-            && object::mode::is_reg(h.mode)
-            && (h.uid, h.gid) == (0, 0)
-            && h.xattrs.is_empty()
-        {
-            if let Some(p) = &obj.path {
-                use std::os::unix::fs::PermissionsExt;
-                let disk = std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
-                if disk.ok() == Some(h.mode & 0o7777) && tx.link_object(ObjectType::File, c, p)? {
-                    return Ok(());
-                }
-            }
-        }
-        let size = obj.size;
-        tx.write_content(c, &obj.header.clone(), &mut obj.payload, size)?;
-        Ok(())
-    })?;
     let mut meta_list: Vec<(ObjectType, Checksum)> = metadata.into_iter().collect();
     meta_list.extend(commits.iter().map(|c| (ObjectType::Commit, *c)));
+    // Everything counts as needed until found present: checking up front
+    // would serialize tens of thousands of stats before any copying.
+    progress.set_requested((content.len() + meta_list.len()) as u64);
+    progress.set_phase(Phase::Objects);
+    content.par_iter().try_for_each(|c| -> Result<()> {
+        if tx.has_object(ObjectType::File, c) {
+            progress.not_needed();
+            return Ok(());
+        }
+        copy_content(src, dst, &tx, c, same_mode, opts, progress)?;
+        progress.done(1);
+        Ok(())
+    })?;
     for (ty, c) in meta_list {
         if tx.has_object(ty, &c) {
+            progress.not_needed();
             continue;
         }
         let bytes = src.read_metadata(ty, &c)?;
@@ -248,6 +235,7 @@ pub fn pull_local(
                 tx.write_commit_detached_metadata(&c, Some(&d))?;
             }
         }
+        progress.done(1);
     }
     for (name, c) in &wanted {
         if let Some(n) = name {
@@ -273,11 +261,63 @@ pub fn pull_local(
     Ok(stats)
 }
 
+/// Copies one content object `dst` lacks: hardlinked when the formats
+/// allow, else converted through the transaction.
+fn copy_content(
+    src: &Repo,
+    dst: &Repo,
+    tx: &crate::Transaction<'_>,
+    c: &Checksum,
+    same_mode: bool,
+    opts: &PullLocalOptions,
+    progress: &Progress,
+) -> Result<()> {
+    if opts.untrusted {
+        fsck::verify_content(src, c)?;
+    }
+    if opts.bareuseronly_files {
+        let m = src.open_content(c)?.header.mode;
+        if object::mode::is_reg(m) && m & !(object::mode::S_IFMT | 0o775) != 0 {
+            return Err(Error::Invalid(format!(
+                "Content object {}: invalid mode 0{m:04o} with bits 0{:04o}",
+                object::to_hex(c),
+                m & 0o7777 & !0o775
+            )));
+        }
+    }
+    if same_mode && tx.link_object(ObjectType::File, c, &src.object_path(ObjectType::File, c))? {
+        return Ok(());
+    }
+    let mut obj = src.open_content(c)?;
+    // A bare-user object whose metadata is already canonical is, byte
+    // for byte and mode for mode, a valid bare-user-only object.
+    let h = &obj.header;
+    if src.mode() == RepoMode::BareUser
+        && dst.mode() == RepoMode::BareUserOnly
+        && object::mode::is_reg(h.mode)
+        && (h.uid, h.gid) == (0, 0)
+        && h.xattrs.is_empty()
+    {
+        if let Some(p) = &obj.path {
+            use std::os::unix::fs::PermissionsExt;
+            let disk = std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
+            if disk.ok() == Some(h.mode & 0o7777) && tx.link_object(ObjectType::File, c, p)? {
+                return Ok(());
+            }
+        }
+    }
+    let size = obj.size;
+    tx.write_content(c, &obj.header.clone(), &mut obj.payload, size)?;
+    progress.bytes(size);
+    Ok(())
+}
+
 fn collect_tree(
     src: &Repo,
     commit: &Commit,
     metadata: &mut BTreeSet<(ObjectType, Checksum)>,
     content: &mut BTreeSet<Checksum>,
+    progress: &Progress,
 ) -> Result<()> {
     let mut stack = vec![(commit.root_tree, commit.root_meta)];
     while let Some((t, m)) = stack.pop() {
@@ -287,6 +327,7 @@ fn collect_tree(
         }
         let tree = DirTree::from_bytes(&src.read_metadata(ObjectType::DirTree, &t)?)
             .map_err(|e| Error::Corrupt(format!("{}.dirtree: {e}", object::to_hex(&t))))?;
+        progress.scanned(1);
         content.extend(tree.files.iter().map(|(_, c)| *c));
         stack.extend(tree.dirs.iter().map(|(_, tc, mc)| (*tc, *mc)));
     }

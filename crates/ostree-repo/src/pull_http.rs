@@ -9,6 +9,7 @@
 
 use crate::keyfile::KeyFile;
 use crate::object::{self, Checksum, Commit, DirTree, FileHeader, ObjectType};
+use crate::progress::{Phase, Progress};
 use crate::pull::{partial_path, PullStats};
 use crate::{fsck, summary, Error, Repo, RepoMode, Result, Transaction};
 use flate2::read::DeflateDecoder;
@@ -69,16 +70,17 @@ pub struct HttpPullStats {
 }
 
 /// A static-file view of a remote repository.
-struct Remote {
+struct Remote<'p> {
     client: reqwest::blocking::Client,
     base: String,
     fetched_metadata: AtomicU64,
     fetched_content: AtomicU64,
     bytes: AtomicU64,
+    progress: &'p Progress,
 }
 
-impl Remote {
-    fn new(url: &str) -> Result<Remote> {
+impl<'p> Remote<'p> {
+    fn new(url: &str, progress: &'p Progress) -> Result<Remote<'p>> {
         let client = reqwest::blocking::Client::builder()
             .pool_max_idle_per_host(FETCH_THREADS)
             .user_agent(concat!("ferrocore-ostree/", env!("CARGO_PKG_VERSION")))
@@ -90,6 +92,7 @@ impl Remote {
             fetched_metadata: AtomicU64::new(0),
             fetched_content: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            progress,
         })
     }
 
@@ -108,6 +111,7 @@ impl Remote {
         Ok(Some(Counting {
             inner: resp,
             total: &self.bytes,
+            progress: self.progress,
         }))
     }
 
@@ -147,14 +151,17 @@ impl Remote {
 
     /// Fetches and verifies a metadata object.
     fn metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
+        self.progress.requested(1);
         let bytes = self.get(&self.object(ty, c), MAX_METADATA_SIZE)?;
         fsck::verify_metadata(ty, c, &bytes)?;
         self.fetched_metadata.fetch_add(1, Relaxed);
+        self.progress.metadata_fetched();
+        self.progress.done(1);
         Ok(bytes)
     }
 }
 
-impl crate::delta::DeltaFetcher for Remote {
+impl crate::delta::DeltaFetcher for Remote<'_> {
     fn fetch(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         // Parts can be large; anything a server sends must still fit in memory.
         self.get_opt(rel, 1 << 32)
@@ -164,7 +171,7 @@ impl crate::delta::DeltaFetcher for Remote {
 /// Reads a metadata object locally if present, else from the remote.
 fn load_metadata(
     tx: &Transaction,
-    remote: &Remote,
+    remote: &Remote<'_>,
     ty: ObjectType,
     c: &Checksum,
 ) -> Result<Vec<u8>> {
@@ -180,12 +187,14 @@ fn load_metadata(
 struct Counting<'a, R> {
     inner: R,
     total: &'a AtomicU64,
+    progress: &'a Progress,
 }
 
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.total.fetch_add(n as u64, Relaxed);
+        self.progress.bytes(n as u64);
         Ok(n)
     }
 }
@@ -281,7 +290,10 @@ fn import_filez(
 /// ref of the summary is pulled.
 type Wanted = Vec<(Option<String>, Checksum)>;
 
-fn resolve_refs(remote: &Remote, refs: &[String]) -> Result<(Wanted, Option<summary::Summary>)> {
+fn resolve_refs(
+    remote: &Remote<'_>,
+    refs: &[String],
+) -> Result<(Wanted, Option<summary::Summary>)> {
     let by_name = refs
         .iter()
         .any(|r| object::from_hex(r).is_none() && !r.contains('@'));
@@ -384,7 +396,8 @@ fn verify_ref_binding(commit: &Commit, c: &Checksum, name: &str) -> Result<()> {
 /// Fetches and parses the remote's `summary`; `None` if it has none
 /// (`ostree remote refs`, `remote summary`).
 pub fn fetch_summary(url: &str) -> Result<Option<summary::Summary>> {
-    let remote = Remote::new(url)?;
+    let progress = Progress::default();
+    let remote = Remote::new(url, &progress)?;
     match remote.get_opt("summary", MAX_METADATA_SIZE)? {
         Some(b) => Ok(Some(summary::Summary::from_bytes(&b)?)),
         None => Ok(None),
@@ -399,7 +412,25 @@ pub fn pull_http(
     refs: &[String],
     opts: &HttpPullOptions,
 ) -> Result<HttpPullStats> {
-    let remote = Remote::new(url)?;
+    pull_http_with_progress(dst, url, refs, opts, &Progress::default())
+}
+
+/// [`pull_http`], reporting into `progress` as it goes: commits (and
+/// deltas) are resolved in [`Phase::Metadata`]; the tree walk is
+/// [`Phase::Objects`], where `requested` grows as dirtrees arrive (and
+/// shrinks for objects found present) and `outstanding_metadata` counts
+/// dirtrees/dirmetas still to be looked at. `bytes` is every response
+/// byte. `progress` is reset first.
+pub fn pull_http_with_progress(
+    dst: &Repo,
+    url: &str,
+    refs: &[String],
+    opts: &HttpPullOptions,
+    progress: &Progress,
+) -> Result<HttpPullStats> {
+    progress.reset();
+    progress.set_phase(Phase::Metadata);
+    let remote = Remote::new(url, progress)?;
     let config = remote.get("config", 1 << 20)?;
     let config = KeyFile::parse(&String::from_utf8_lossy(&config), "remote config")?;
     let mode = RepoMode::parse(config.get("core", "mode").unwrap_or("bare"))?;
@@ -518,6 +549,8 @@ pub fn pull_http(
             cur = commit.parent;
         }
     }
+    // Also without a walk: what is left to report is the objects total.
+    progress.set_phase(Phase::Objects);
     if !opts.commit_metadata_only {
         pool.install(|| fetch_trees(&tx, &remote, &commits, opts, rescan))?;
     }
@@ -564,7 +597,7 @@ pub fn pull_http(
 /// time (equal timestamps are fine: the same commit may be pulled again).
 fn check_timestamp(
     tx: &Transaction,
-    remote: &Remote,
+    remote: &Remote<'_>,
     from: &Checksum,
     to: &Checksum,
     to_commit: &Commit,
@@ -597,7 +630,7 @@ fn check_timestamp(
 /// interrupted pull may have left a stored dirtree without its children.
 fn fetch_trees(
     tx: &Transaction,
-    remote: &Remote,
+    remote: &Remote<'_>,
     commits: &[(Checksum, Commit)],
     opts: &HttpPullOptions,
     rescan: bool,
@@ -632,7 +665,7 @@ fn fetch_trees(
 /// Shared state of [`fetch_trees`]' tasks.
 struct Walk<'w, 'r> {
     tx: &'w Transaction<'r>,
-    remote: &'w Remote,
+    remote: &'w Remote<'w>,
     opts: &'w HttpPullOptions,
     rescan: bool,
     /// Objects already queued: a file or subtree shared by many
@@ -653,14 +686,23 @@ impl<'w> Walk<'w, '_> {
         if !new {
             return;
         }
+        let progress = self.remote.progress;
+        match ty {
+            // Counted as needed until found present, so the total is
+            // known as soon as the parent dirtree arrives.
+            ObjectType::File => progress.requested(1),
+            _ => progress.metadata_queued(),
+        }
         s.spawn(move |s| {
-            if self.failed.load(Relaxed) {
-                return;
+            if !self.failed.load(Relaxed) {
+                if let Err(e) = self.visit(s, ty, &c) {
+                    self.failed.store(true, Relaxed);
+                    let mut first = self.error.lock().expect("no panics while holding the lock");
+                    first.get_or_insert(e);
+                }
             }
-            if let Err(e) = self.visit(s, ty, &c) {
-                self.failed.store(true, Relaxed);
-                let mut first = self.error.lock().expect("no panics while holding the lock");
-                first.get_or_insert(e);
+            if ty != ObjectType::File {
+                progress.metadata_settled();
             }
         });
     }
@@ -687,6 +729,7 @@ impl<'w> Walk<'w, '_> {
             }
             ObjectType::File => {
                 if tx.has_object(ty, c) {
+                    remote.progress.not_needed();
                     return Ok(());
                 }
                 let rel = remote.object(ty, c);
@@ -695,6 +738,7 @@ impl<'w> Walk<'w, '_> {
                 })?;
                 import_filez(tx, c, body, self.opts)?;
                 remote.fetched_content.fetch_add(1, Relaxed);
+                remote.progress.done(1);
             }
             _ => {
                 if !tx.has_object(ty, c) {

@@ -1,5 +1,5 @@
 //! Thin wrappers over the few syscalls std does not expose: xattrs,
-//! `lchown`, `utimensat`, `syncfs`.
+//! `lchown`, `utimensat`, `syncfs`, `O_TMPFILE`.
 
 use crate::object::Xattrs;
 use crate::{Error, Result};
@@ -141,6 +141,107 @@ pub fn set_mtime(p: &Path, secs: i64) -> Result<()> {
         )
     };
     check(rc, "utimensat", p)
+}
+
+/// Sets each xattr on the open file `f` (`fsetxattr`; `p` names it in errors).
+pub fn fset_xattrs(f: &std::fs::File, xattrs: &Xattrs, p: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    for (name, value) in xattrs {
+        let mut n = name.clone();
+        if n.last() != Some(&0) {
+            n.push(0);
+        }
+        // SAFETY: valid fd; name NUL-terminated; value pointer/length valid.
+        let rc = unsafe {
+            libc::fsetxattr(
+                f.as_raw_fd(),
+                n.as_ptr().cast(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        check(rc, "fsetxattr", p)?;
+    }
+    Ok(())
+}
+
+/// `fchown(2)` of the open file `f` (`p` names it in errors).
+pub fn fchown(f: &std::fs::File, uid: u32, gid: u32, p: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid fd.
+    check(
+        unsafe { libc::fchown(f.as_raw_fd(), uid, gid) },
+        "fchown",
+        p,
+    )
+}
+
+/// Sets atime and mtime of the open file `f` to `secs` (`futimens`).
+pub fn fset_mtime(f: &std::fs::File, secs: i64, p: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid fd and timespec array of length 2.
+    check(
+        unsafe { libc::futimens(f.as_raw_fd(), [t, t].as_ptr()) },
+        "futimens",
+        p,
+    )
+}
+
+/// Opens an anonymous file (`O_TMPFILE`) in directory `dir`, to be named
+/// later with [`link_tmpfile`]. `Ok(None)` when the filesystem or kernel
+/// lacks `O_TMPFILE`, so the caller falls back to a named temp file.
+pub fn open_tmpfile(dir: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::io(
+            format!("creating temp file in {}", dir.display()),
+            e,
+        )),
+    }
+}
+
+/// Gives the anonymous file `f` (from [`open_tmpfile`]) the name `dest`,
+/// through `/proc/self/fd` as unprivileged processes must. Fails with
+/// `AlreadyExists` if `dest` exists.
+pub fn link_tmpfile(f: &std::fs::File, dest: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let src = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).expect("no NUL");
+    let dst = CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: both paths are valid NUL-terminated C strings.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Flushes the whole filesystem containing `p` (upstream's transaction

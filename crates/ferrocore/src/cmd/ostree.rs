@@ -16,6 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod progress;
+use progress::{with_status, Op};
+
 /// Version we are compatible with; scripts and upstream's tests compare it.
 const COMPAT_VERSION: &str = "2022.7";
 
@@ -484,7 +487,9 @@ fn commit(args: &[String]) -> R {
                 let mut probe = opts.clone();
                 probe.orphan = true;
                 probe.branch = None;
-                let out = ostree_repo::commit::commit(&repo, &sources, &probe)?;
+                let out = with_status(Op::Commit, |pr| {
+                    ostree_repo::commit::commit_with_progress(&repo, &sources, &probe, pr)
+                })?;
                 let a = repo.load_commit(&out.checksum)?;
                 let b = repo.load_commit(&parent)?;
                 if (a.root_tree, a.root_meta) == (b.root_tree, b.root_meta) {
@@ -494,7 +499,9 @@ fn commit(args: &[String]) -> R {
             }
         }
     }
-    let out = ostree_repo::commit::commit(&repo, &sources, &opts)?;
+    let out = with_status(Op::Commit, |pr| {
+        ostree_repo::commit::commit_with_progress(&repo, &sources, &opts, pr)
+    })?;
     if !p.values("sign").is_empty() {
         let engine = sign_engine(p.value("sign-type"))?;
         for key in p.values("sign") {
@@ -1069,7 +1076,14 @@ fn pull_local(args: &[String]) -> R {
         require_static_deltas: p.flag("require-static-deltas"),
         dry_run: p.flag("dry-run"),
     };
-    let stats = ostree_repo::pull::pull_local(&src, &dst, &p.args[1..], &opts)?;
+    let refs = &p.args[1..];
+    let stats = if opts.dry_run {
+        ostree_repo::pull::pull_local(&src, &dst, refs, &opts)?
+    } else {
+        with_status(Op::Pull, |pr| {
+            ostree_repo::pull::pull_local_with_progress(&src, &dst, refs, &opts, pr)
+        })?
+    };
     if opts.dry_run {
         print_delta_dry_run(&stats.delta);
         return Ok(());
@@ -1481,7 +1495,13 @@ fn pull(args: &[String]) -> R {
             },
         };
         let start = std::time::Instant::now();
-        let stats = ostree_repo::pull_http::pull_http(&repo, url, &refs, &opts)?;
+        let stats = if opts.dry_run {
+            ostree_repo::pull_http::pull_http(&repo, url, &refs, &opts)?
+        } else {
+            with_status(Op::Pull, |pr| {
+                ostree_repo::pull_http::pull_http_with_progress(&repo, url, &refs, &opts, pr)
+            })?
+        };
         if opts.dry_run {
             print_delta_dry_run(&stats.written.delta);
         } else if let Some(line) = stats.status_line(start.elapsed().as_secs()) {
@@ -1513,9 +1533,13 @@ fn pull(args: &[String]) -> R {
         require_static_deltas: p.flag("require-static-deltas"),
         dry_run: p.flag("dry-run"),
     };
-    let stats = ostree_repo::pull::pull_local(&src, &repo, &refs, &opts)?;
     if opts.dry_run {
+        let stats = ostree_repo::pull::pull_local(&src, &repo, &refs, &opts)?;
         print_delta_dry_run(&stats.delta);
+    } else {
+        with_status(Op::Pull, |pr| {
+            ostree_repo::pull::pull_local_with_progress(&src, &repo, &refs, &opts, pr)
+        })?;
     }
     Ok(())
 }
