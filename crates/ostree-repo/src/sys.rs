@@ -88,14 +88,30 @@ fn lget_xattr_raw(c: &CString, name_nul: &[u8], p: &Path) -> Result<Option<Vec<u
     }
 }
 
+/// An xattr name as the C calls want it: NUL-terminated (names read back
+/// from the kernel already are).
+fn c_name(name: &[u8]) -> Vec<u8> {
+    let mut n = name.to_vec();
+    if n.last() != Some(&0) {
+        n.push(0);
+    }
+    n
+}
+
+/// atime and mtime both at `secs`, as `utimensat`/`futimens` take them.
+fn both_times(secs: i64) -> [libc::timespec; 2] {
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    [t, t]
+}
+
 /// Sets each xattr on `p` (not following symlinks).
 pub fn lset_xattrs(p: &Path, xattrs: &Xattrs) -> Result<()> {
     let c = cpath(p)?;
     for (name, value) in xattrs {
-        let mut n = name.clone();
-        if n.last() != Some(&0) {
-            n.push(0);
-        }
+        let n = c_name(name);
         // SAFETY: name NUL-terminated; value pointer/length valid.
         let rc = unsafe {
             libc::lsetxattr(
@@ -121,16 +137,7 @@ pub fn lchown(p: &Path, uid: u32, gid: u32) -> Result<()> {
 /// Sets atime and mtime of `p` (not following symlinks) to `secs`.
 pub fn set_mtime(p: &Path, secs: i64) -> Result<()> {
     let c = cpath(p)?;
-    let ts = [
-        libc::timespec {
-            tv_sec: secs as libc::time_t,
-            tv_nsec: 0,
-        },
-        libc::timespec {
-            tv_sec: secs as libc::time_t,
-            tv_nsec: 0,
-        },
-    ];
+    let ts = both_times(secs);
     // SAFETY: valid C path and timespec array of length 2.
     let rc = unsafe {
         libc::utimensat(
@@ -147,10 +154,7 @@ pub fn set_mtime(p: &Path, secs: i64) -> Result<()> {
 pub fn fset_xattrs(f: &std::fs::File, xattrs: &Xattrs, p: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     for (name, value) in xattrs {
-        let mut n = name.clone();
-        if n.last() != Some(&0) {
-            n.push(0);
-        }
+        let n = c_name(name);
         // SAFETY: valid fd; name NUL-terminated; value pointer/length valid.
         let rc = unsafe {
             libc::fsetxattr(
@@ -180,13 +184,10 @@ pub fn fchown(f: &std::fs::File, uid: u32, gid: u32, p: &Path) -> Result<()> {
 /// Sets atime and mtime of the open file `f` to `secs` (`futimens`).
 pub fn fset_mtime(f: &std::fs::File, secs: i64, p: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let t = libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: 0,
-    };
+    let ts = both_times(secs);
     // SAFETY: valid fd and timespec array of length 2.
     check(
-        unsafe { libc::futimens(f.as_raw_fd(), [t, t].as_ptr()) },
+        unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) },
         "futimens",
         p,
     )
