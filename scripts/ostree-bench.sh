@@ -8,9 +8,15 @@
 #   env: OURS=/path/to/ferrocore   (default: cargo build --release -p ferrocore)
 #        REAL=/usr/bin/ostree
 #        DATA=/tmp/ostree-bench     scratch dir (wiped at start; must be under /tmp)
+#        FS=fresh|dir               fresh (default when root): DATA is a new
+#                                   ext4 filesystem (with journal, mkfs
+#                                   defaults) in a sparse file on a loop
+#                                   device; dir: a plain directory
 #        REPS=3                     repetitions per operation
 #        SRC="..."                  source directories copied into the test tree
-#        PORT=18091                 python3 -m http.server port for the pull test
+#        PORT=18091                 HTTP server port for the pull tests
+#        HTTPD=nginx|python         server for the pull tests (default: nginx if
+#                                   installed, else python3 -m http.server)
 #        OPS="..."                  operations to time (default: all), e.g.
 #                                   OPS="commit-archive commit-bare-user"; an
 #                                   unselected operation that a selected one
@@ -19,6 +25,18 @@
 # Targets from the issue: archive commit <= 0.25x, bare-user commit <= 0.5x,
 # re-commit after 1% change <= 0.1x, checkout -U <= 0.7x, fsck <= 0.5x,
 # full HTTP pull <= 0.4x; peak RSS <= 64 MB.
+#
+# Fairness: the two implementations alternate which goes first in each rep,
+# and the filesystem is synced before every timed operation. The data lives
+# on a fresh ext4 by default: on ext4 without a journal (this machine's /)
+# the inode allocator skips inodes deleted in the last 5 s (5 min while
+# their inode-table block is dirty) one by one, so after deleting a previous
+# run's 300k files, creating files cost 2-3x the system time for minutes,
+# depending on which block groups each implementation's directories landed
+# in; a fresh journaled filesystem is also what a real system looks like. The pull server is nginx (keep-alive, sendfile)
+# when installed: `python3 -m http.server` (the baseline's) answers HTTP/1.0,
+# one connection per request, and its CPU time per pull exceeds ours, so it
+# times the server more than the client. HTTPD=python keeps the baseline's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +44,14 @@ REAL=${REAL:-/usr/bin/ostree}
 DATA=${DATA:-/tmp/ostree-bench}
 REPS=${REPS:-3}
 PORT=${PORT:-18091}
+if [ -z "${HTTPD:-}" ]; then
+    if [ -x /usr/sbin/nginx ]; then HTTPD=nginx; else HTTPD=python; fi
+fi
+if [ -z "${FS:-}" ]; then
+    if [ "$(id -u)" = 0 ]; then FS=fresh; else FS=dir; fi
+fi
+case "$FS" in fresh|dir) ;; *) echo "FS must be fresh or dir" >&2; exit 1;; esac
+case "$HTTPD" in nginx|python) ;; *) echo "HTTPD must be nginx or python" >&2; exit 1;; esac
 SRC=${SRC:-"/usr/lib/python3 /usr/lib/python3.11 /usr/lib/git-core /usr/lib/grub /usr/share/doc /usr/share/man /usr/share/perl /usr/share/vim /usr/share/i18n"}
 REF=bench/x86_64
 ALL_OPS="commit-archive commit-bare-user checkout-U fsck-archive fsck-bare-user pull-local http-pull-full commit2-archive commit2-bare-user http-pull-incremental"
@@ -46,7 +72,15 @@ if [ -z "${OURS:-}" ]; then
     cargo build -q --release -p ferrocore
     OURS=$CARGO_TARGET_DIR/release/ferrocore
 fi
-rm -rf "$DATA"
+if mountpoint -q "$DATA"; then umount "$DATA"; fi
+rm -rf "$DATA" "$DATA.img"
+mkdir -p "$DATA"
+if [ "$FS" = fresh ]; then
+    # Mounted with -o loop: the loop device goes away with the unmount.
+    truncate -s 24G "$DATA.img"
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$DATA.img"
+    mount -o loop "$DATA.img" "$DATA"
+fi
 mkdir -p "$DATA/log" "$DATA/bin"
 # Our binary must run under the name `ostree` (multi-call personality).
 ln -s "$(readlink -f "$OURS")" "$DATA/bin/ostree"
@@ -59,6 +93,7 @@ printf 'impl\top\trep\twall_s\tmaxrss_kb\tcpu_s\tload1\n' > "$RES"
 run_timed() {
     local impl=$1 op=$2 rep=$3; shift 3
     local load1 tf="$DATA/log/$impl.$op.$rep.time"
+    sync
     load1=$(cut -d' ' -f1 /proc/loadavg)
     if ! /usr/bin/time -v -o "$tf" "$@" > "$DATA/log/$impl.$op.$rep.out" 2>&1; then
         printf '%s\t%s\t%s\tfail\t0\t0\t%s\n' "$impl" "$op" "$rep" "$load1" >> "$RES"
@@ -102,12 +137,44 @@ while IFS= read -r f; do
     cp -p "$f" "$f.tmp.$$" && echo "bench-change" >> "$f.tmp.$$" && mv "$f.tmp.$$" "$f"
 done
 
-(cd "$DATA" && exec /usr/bin/python3 -m http.server "$PORT" --bind 127.0.0.1 > "$DATA/log/httpd.log" 2>&1) &
+if [ "$HTTPD" = nginx ]; then
+    # One worker per core, as a packaged nginx runs; root so that it reads
+    # whatever modes the repositories were written with.
+    mkdir -p "$DATA/nginx"
+    cat > "$DATA/nginx/nginx.conf" <<CONF
+user root;
+worker_processes auto;
+daemon off;
+pid $DATA/nginx/nginx.pid;
+error_log $DATA/log/httpd.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    default_type application/octet-stream;
+    client_body_temp_path $DATA/nginx; proxy_temp_path $DATA/nginx;
+    fastcgi_temp_path $DATA/nginx; uwsgi_temp_path $DATA/nginx; scgi_temp_path $DATA/nginx;
+    server { listen 127.0.0.1:$PORT; root $DATA; }
+}
+CONF
+    /usr/sbin/nginx -p "$DATA/nginx" -c "$DATA/nginx/nginx.conf" &
+else
+    (cd "$DATA" && exec /usr/bin/python3 -m http.server "$PORT" --bind 127.0.0.1 > "$DATA/log/httpd.log" 2>&1) &
+fi
 HTTPD_PID=$!
 trap 'kill "$HTTPD_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
+    sleep 0.1
+done
+echo "pull server: $HTTPD on 127.0.0.1:$PORT"
 
 for i in $(seq 1 "$REPS"); do
-    for impl in real ours; do
+    order="real ours"
+    [ $((i % 2)) -eq 0 ] && order="ours real"
+    for impl in $order; do
         O=${BIN[$impl]}; D=$DATA/$impl.$i
         echo "== $impl rep $i"
         wanted $NEED_ARCH && run_op "$impl" commit-archive "$i" bash -c "$O --repo=$D.arch init --mode=archive && $O --repo=$D.arch commit -b $REF -s first --tree=dir=$TREE"
