@@ -171,8 +171,8 @@ impl Ctx<'_> {
         };
         // Files of one directory are independent, but a hardlink is so
         // cheap that two threads linking into the same directory mostly
-        // wait for its lock: only copies and big directories go parallel.
-        if self.can_hardlink && t.files.len() < 256 {
+        // wait for its lock: only copies go parallel.
+        if self.can_hardlink {
             t.files
                 .iter()
                 .filter(|(name, _)| !skip(name))
@@ -183,9 +183,14 @@ impl Ctx<'_> {
                 .filter(|(name, _)| !skip(name))
                 .try_for_each(one)?;
         }
-        for (name, tc, mc) in t.dirs.iter().filter(|(name, ..)| !skip(name)) {
-            self.dir(tc, mc, &dest.join(name), &format!("{rel}/{name}"))?;
-        }
+        // Subdirectories go parallel instead: each thread fills its own
+        // directories, so no two contend for one directory's lock.
+        t.dirs
+            .par_iter()
+            .filter(|(name, ..)| !skip(name))
+            .try_for_each(|(name, tc, mc)| {
+                self.dir(tc, mc, &dest.join(name), &format!("{rel}/{name}"))
+            })?;
         // Metadata last, so a read-only directory can still be populated.
         if created {
             self.apply_dirmeta(&dm, dest)?;

@@ -1,8 +1,8 @@
 //! Committing directory trees: scan, hash every file first, write only the
 //! objects that are missing, then the dirtrees, dirmetas and the commit.
 //!
-//! Files are hashed and (when missing) written in parallel; payloads are
-//! streamed, never held whole in memory.
+//! Files are hashed and (when missing) written in parallel while the scan
+//! goes on; payloads are streamed, never held whole in memory.
 
 use crate::gvariant::Value;
 use crate::object::{
@@ -11,12 +11,13 @@ use crate::object::{
 use crate::progress::{Phase, Progress};
 use crate::repo::Transaction;
 use crate::{sys, Error, Repo, RepoMode, Result};
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Where a commit's tree comes from; several sources are overlaid in order.
 #[derive(Debug, Clone)]
@@ -132,7 +133,7 @@ struct Modifier<'a> {
     repo: &'a Repo,
     // (st_dev, st_ino) -> content object, for --link-checkout-speedup.
     devino: std::collections::HashMap<(u64, u64), Checksum>,
-    cache_hits: std::cell::Cell<u64>,
+    cache_hits: AtomicU64,
     progress: &'a Progress,
 }
 
@@ -180,14 +181,19 @@ impl Modifier<'_> {
     }
 }
 
-/// Scans `dir` into `tree`, overlaying what is already there.
+/// Takes each file the scan finds and returns its index in the commit's
+/// file list ([`FileRef::Pending`]).
+type Sink<'a> = dyn FnMut(PendingFile) -> usize + 'a;
+
+/// Scans `dir` into `tree`, overlaying what is already there; files go to
+/// `sink` as they are found.
 fn scan_dir(
     tx: &Transaction<'_>,
     dir: &Path,
     rel: &str,
     md: &fs::Metadata,
     tree: &mut MTree,
-    files: &mut Vec<PendingFile>,
+    sink: &mut Sink<'_>,
     modi: &Modifier<'_>,
 ) -> Result<()> {
     let xattrs = if modi.opts.no_xattrs || modi.canonical {
@@ -227,14 +233,14 @@ fn scan_dir(
         if ft.is_dir() {
             tree.files.remove(&name);
             let sub = tree.dirs.entry(name).or_default();
-            scan_dir(tx, &path, &child_rel, &md, sub, files, modi)?;
+            scan_dir(tx, &path, &child_rel, &md, sub, sink, modi)?;
             continue;
         }
         modi.progress.scanned(1);
         if let Some(c) = modi.devino.get(&(md.dev(), md.ino())).copied() {
             // A hardlink of one of our objects: its metadata is the object's,
             // then the modifier applies on top (an explicit --owner-uid wins).
-            modi.cache_hits.set(modi.cache_hits.get() + 1);
+            modi.cache_hits.fetch_add(1, Ordering::Relaxed);
             if modi.opts.devino_canonical {
                 tree.dirs.remove(&name);
                 tree.files.insert(name, FileRef::Done(c));
@@ -255,13 +261,13 @@ fn scan_dir(
             if header == h {
                 tree.files.insert(name, FileRef::Done(c));
             } else {
-                tree.files.insert(name, FileRef::Pending(files.len()));
-                files.push(PendingFile {
+                let i = sink(PendingFile {
                     path,
                     header,
                     size: obj.size,
                     adopt: false,
                 });
+                tree.files.insert(name, FileRef::Pending(i));
             }
         } else if ft.is_file() || ft.is_symlink() {
             let xattrs = if modi.opts.no_xattrs || modi.canonical {
@@ -282,7 +288,6 @@ fn scan_dir(
                 (m, String::new(), md.len())
             };
             tree.dirs.remove(&name);
-            tree.files.insert(name, FileRef::Pending(files.len()));
             let adopt = modi.opts.consume
                 && ft.is_file()
                 && match modi.repo.mode() {
@@ -294,7 +299,7 @@ fn scan_dir(
                     }
                     _ => false,
                 };
-            files.push(PendingFile {
+            let i = sink(PendingFile {
                 path,
                 header: FileHeader {
                     uid,
@@ -306,6 +311,7 @@ fn scan_dir(
                 size,
                 adopt,
             });
+            tree.files.insert(name, FileRef::Pending(i));
         } else {
             return Err(Error::Invalid(format!(
                 "Unsupported file type for {} (only regular files, symlinks and directories)",
@@ -337,17 +343,18 @@ fn hash_file(f: &PendingFile, progress: &Progress) -> Result<(Checksum, File)> {
     let mut file =
         File::open(&f.path).map_err(|e| Error::io(format!("opening {}", f.path.display()), e))?;
     let mut h = ContentHasher::new(&f.header);
-    let mut buf = vec![0u8; 128 * 1024];
     let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(ctx)?;
-        if n == 0 {
-            break;
+    crate::scratch::with_buffer(|buf| -> Result<()> {
+        loop {
+            let n = file.read(buf).map_err(ctx)?;
+            if n == 0 {
+                return Ok(());
+            }
+            total += n as u64;
+            progress.bytes(n as u64);
+            h.update(&buf[..n]);
         }
-        total += n as u64;
-        progress.bytes(n as u64);
-        h.update(&buf[..n]);
-    }
+    })?;
     if total != f.size {
         return Err(Error::Invalid(format!(
             "{}: file changed size while committing",
@@ -472,36 +479,81 @@ pub fn commit_with_progress(
         canonical: opts.canonical_permissions || repo.mode() == RepoMode::BareUserOnly,
         repo,
         devino,
-        cache_hits: std::cell::Cell::new(0),
+        cache_hits: AtomicU64::new(0),
         progress,
     };
     let tx = repo.begin()?;
     progress.set_phase(Phase::Scanning);
     let mut root = MTree::default();
-    let mut files = Vec::new();
-    for s in sources {
-        match s {
-            TreeSource::Dir(d) => {
-                let md = fs::metadata(d)
-                    .map_err(|e| Error::io(format!("opendir({})", d.display()), e))?;
-                if !md.is_dir() {
-                    return Err(Error::Invalid(format!("{}: Not a directory", d.display())));
+    // The scan runs on one pool thread and hands every file to the pool as
+    // it finds it, so hashing and compressing overlap the directory walk.
+    let found: Mutex<Vec<(usize, Checksum)>> = Mutex::new(Vec::new());
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let mut count = 0usize;
+    let scanned = rayon::scope(|s| -> Result<()> {
+        let (tx, found, failed, first_error) = (&tx, &found, &failed, &first_error);
+        let mut sink = |f: PendingFile| -> usize {
+            let i = count;
+            count += 1;
+            s.spawn(move |_| {
+                // After a failure the rest is not worth doing.
+                if failed.load(Ordering::Relaxed) {
+                    return;
                 }
-                scan_dir(&tx, d, "", &md, &mut root, &mut files, &modi)?;
+                match process_file(tx, &f, progress) {
+                    Ok(c) => found.lock().expect("not poisoned").push((i, c)),
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error.lock().expect("not poisoned").get_or_insert(e);
+                    }
+                }
+            });
+            i
+        };
+        let mut scan = || -> Result<()> {
+            for src in sources {
+                if failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                match src {
+                    TreeSource::Dir(d) => {
+                        let md = fs::metadata(d)
+                            .map_err(|e| Error::io(format!("opendir({})", d.display()), e))?;
+                        if !md.is_dir() {
+                            return Err(Error::Invalid(format!(
+                                "{}: Not a directory",
+                                d.display()
+                            )));
+                        }
+                        scan_dir(tx, d, "", &md, &mut root, &mut sink, &modi)?;
+                    }
+                    TreeSource::Ref(r) => {
+                        let c = repo.resolve_rev(r, false)?.expect("allow_noent is false");
+                        let cm = repo.load_commit(&c)?;
+                        load_tree(repo, &cm.root_tree, &cm.root_meta, &mut root)?;
+                    }
+                }
             }
-            TreeSource::Ref(r) => {
-                let c = repo.resolve_rev(r, false)?.expect("allow_noent is false");
-                let cm = repo.load_commit(&c)?;
-                load_tree(repo, &cm.root_tree, &cm.root_meta, &mut root)?;
-            }
+            Ok(())
+        };
+        let r = scan();
+        if r.is_err() {
+            // Files already handed out are not worth finishing.
+            failed.store(true, Ordering::Relaxed);
         }
+        progress.set_requested(count as u64);
+        progress.set_phase(Phase::Objects);
+        r
+    });
+    scanned?;
+    if let Some(e) = first_error.into_inner().expect("not poisoned") {
+        return Err(e);
     }
-    progress.set_requested(files.len() as u64);
-    progress.set_phase(Phase::Objects);
-    let done: Vec<Checksum> = files
-        .par_iter()
-        .map(|f| process_file(&tx, f, progress))
-        .collect::<Result<_>>()?;
+    let mut done = vec![[0u8; 32]; count];
+    for (i, c) in found.into_inner().expect("not poisoned") {
+        done[i] = c;
+    }
     let (root_tree, root_meta) = write_mtree(&tx, &root, &done)?;
 
     if opts
@@ -591,7 +643,7 @@ pub fn commit_with_progress(
         metadata_written: tx.stats.metadata_written.load(Relaxed),
         content_total: tx.stats.content_total.load(Relaxed),
         content_written: tx.stats.content_written.load(Relaxed),
-        content_cache_hits: modi.cache_hits.get(),
+        content_cache_hits: modi.cache_hits.load(Relaxed),
         content_bytes_written: tx.stats.content_bytes_written.load(Relaxed),
     };
     tx.commit()?;

@@ -76,19 +76,20 @@ pub fn verify_content(repo: &Repo, c: &Checksum) -> Result<()> {
     let mut obj = repo.open_content(c)?;
     let header: &FileHeader = &obj.header;
     let mut h = object::ContentHasher::new(header);
-    let mut buf = vec![0u8; 128 * 1024];
     let mut total = 0u64;
-    loop {
-        let n = obj
-            .payload
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("reading object {}", object::to_hex(c)), e))?;
-        if n == 0 {
-            break;
+    crate::scratch::with_buffer(|buf| -> Result<()> {
+        loop {
+            let n = obj
+                .payload
+                .read(buf)
+                .map_err(|e| Error::io(format!("reading object {}", object::to_hex(c)), e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            total += n as u64;
+            h.update(&buf[..n]);
         }
-        total += n as u64;
-        h.update(&buf[..n]);
-    }
+    })?;
     let actual = h.finish();
     if total != obj.size || actual != *c {
         return Err(Error::Corrupt(format!(

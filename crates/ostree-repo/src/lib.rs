@@ -32,6 +32,7 @@ pub mod prune;
 pub mod pull;
 pub mod pull_http;
 mod repo;
+mod scratch;
 pub mod sign;
 pub mod summary;
 mod sys;

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,6 +71,11 @@ fn io_err(ctx: impl std::fmt::Display, p: &Path) -> impl FnOnce(io::Error) -> Er
     let c = format!("{ctx} {}", p.display());
     move |e| Error::io(c, e)
 }
+
+/// Objects at least this big start their writeback as soon as they are
+/// written (see [`sys::start_writeback`]); smaller ones are left to the
+/// closing `syncfs`, which batches them better.
+const WRITEBACK_MIN: u64 = 64 * 1024;
 
 /// Writes `data` to `path` via a temp file in the same directory, fsync,
 /// rename, fsync of the directory: readers see the old or the new file.
@@ -978,6 +984,9 @@ pub struct Transaction<'a> {
     // objects this transaction relies on.
     _lock: File,
     staging: PathBuf,
+    // `staging` opened once: objects are created and named relative to it,
+    // saving a walk of the whole path twice per object.
+    staging_fd: std::os::fd::OwnedFd,
     // Which shard directories exist: `staging/XX/` for content objects,
     // `staging/meta/XX/` for metadata. Mirroring `objects/XX/` (as
     // upstream's staging does) keeps parallel writers from all contending
@@ -1042,6 +1051,7 @@ impl<'a> Transaction<'a> {
             fs::remove_dir_all(&staging).map_err(io_err("removing", &staging))?;
         }
         fs::create_dir(&staging).map_err(io_err("creating", &staging))?;
+        let staging_fd = sys::open_dir_path(&staging)?;
         let zlib_level = repo
             .config
             .get("core", "zlib-level")
@@ -1050,6 +1060,7 @@ impl<'a> Transaction<'a> {
             repo,
             _lock: lock,
             staging,
+            staging_fd,
             shards: std::array::from_fn(|_| AtomicBool::new(false)),
             tmpfile: OnceLock::new(),
             zlib_level,
@@ -1123,7 +1134,7 @@ impl<'a> Transaction<'a> {
             // ostree's land in a handful). On ext4 without a journal each
             // allocation also scans past a group's recently deleted inodes,
             // which made that scatter cost twice real ostree's system time.
-            if let Some(f) = sys::open_tmpfile(&self.staging)? {
+            if let Some(f) = sys::open_tmpfile_at(self.staging_fd.as_fd(), &self.staging)? {
                 return Ok((f, None));
             }
         }
@@ -1153,8 +1164,15 @@ impl<'a> Transaction<'a> {
                 self.stage(&tmp, ty, c)
             }
             None => {
+                if self.repo.fsync && f.metadata().is_ok_and(|m| m.len() >= WRITEBACK_MIN) {
+                    sys::start_writeback(&f);
+                }
                 let staged = self.staged_path(ty, c);
-                let mut r = sys::link_tmpfile(&f, &staged);
+                let rel = staged
+                    .strip_prefix(&self.staging)
+                    .expect("staged paths are in the staging directory");
+                let dir = self.staging_fd.as_fd();
+                let mut r = sys::link_tmpfile_at(&f, dir, rel);
                 if r.as_ref()
                     .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
                 {
@@ -1162,7 +1180,7 @@ impl<'a> Transaction<'a> {
                     // left by a failed one of this process: replace it, as
                     // the rename of the fallback path would.
                     let _ = fs::remove_file(&staged);
-                    r = sys::link_tmpfile(&f, &staged);
+                    r = sys::link_tmpfile_at(&f, dir, rel);
                 }
                 r.map_err(io_err("linking", &staged))?;
                 self.staged
@@ -1645,60 +1663,61 @@ fn deflate_object(
                     .1
             }
         };
-        let mut input = vec![0u8; 128 * 1024];
-        // The header goes out in the first write, with compressed data.
-        let mut output: Vec<u8> = Vec::with_capacity(160 * 1024);
-        output.extend_from_slice(head);
-        let mut remaining = size;
-        loop {
-            let want = remaining.min(input.len() as u64) as usize;
-            let mut n = 0;
-            while n < want {
-                let r = payload
-                    .read(&mut input[n..want])
-                    .map_err(io_err("reading source of", p))?;
-                if r == 0 {
+        crate::scratch::with_buffer(|input| {
+            // The header goes out in the first write, with compressed data.
+            let mut output: Vec<u8> = Vec::with_capacity(160 * 1024);
+            output.extend_from_slice(head);
+            let mut remaining = size;
+            loop {
+                let want = remaining.min(input.len() as u64) as usize;
+                let mut n = 0;
+                while n < want {
+                    let r = payload
+                        .read(&mut input[n..want])
+                        .map_err(io_err("reading source of", p))?;
+                    if r == 0 {
+                        break;
+                    }
+                    n += r;
+                }
+                if n < want {
+                    return Err(Error::Invalid(format!(
+                        "{}: file changed size while committing ({} of {size} bytes)",
+                        p.display(),
+                        size - remaining + n as u64
+                    )));
+                }
+                remaining -= n as u64;
+                let flush = if remaining == 0 {
+                    FlushCompress::Finish
+                } else {
+                    FlushCompress::None
+                };
+                let mut consumed = 0;
+                loop {
+                    if output.capacity() - output.len() < 16 * 1024 {
+                        out.write_all(&output).map_err(io_err("writing", p))?;
+                        output.clear();
+                    }
+                    let before = z.total_in();
+                    let status = z
+                        .compress_vec(&input[consumed..n], &mut output, flush)
+                        .map_err(|e| {
+                            Error::io(format!("compressing {}", p.display()), io::Error::other(e))
+                        })?;
+                    consumed += (z.total_in() - before) as usize;
+                    match status {
+                        Status::StreamEnd => break,
+                        _ if flush == FlushCompress::None && consumed == n => break,
+                        _ => {}
+                    }
+                }
+                if remaining == 0 {
                     break;
                 }
-                n += r;
             }
-            if n < want {
-                return Err(Error::Invalid(format!(
-                    "{}: file changed size while committing ({} of {size} bytes)",
-                    p.display(),
-                    size - remaining + n as u64
-                )));
-            }
-            remaining -= n as u64;
-            let flush = if remaining == 0 {
-                FlushCompress::Finish
-            } else {
-                FlushCompress::None
-            };
-            let mut consumed = 0;
-            loop {
-                if output.capacity() - output.len() < 16 * 1024 {
-                    out.write_all(&output).map_err(io_err("writing", p))?;
-                    output.clear();
-                }
-                let before = z.total_in();
-                let status = z
-                    .compress_vec(&input[consumed..n], &mut output, flush)
-                    .map_err(|e| {
-                        Error::io(format!("compressing {}", p.display()), io::Error::other(e))
-                    })?;
-                consumed += (z.total_in() - before) as usize;
-                match status {
-                    Status::StreamEnd => break,
-                    _ if flush == FlushCompress::None && consumed == n => break,
-                    _ => {}
-                }
-            }
-            if remaining == 0 {
-                break;
-            }
-        }
-        out.write_all(&output).map_err(io_err("writing", p))
+            out.write_all(&output).map_err(io_err("writing", p))
+        })
     })
 }
 

@@ -3,7 +3,7 @@
 
 use crate::object::Xattrs;
 use crate::{Error, Result};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -245,6 +245,94 @@ pub fn link_tmpfile(f: &std::fs::File, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens directory `p` as an `O_PATH` handle for the `*_at` calls below.
+pub fn open_dir_path(p: &Path) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let c = cpath(p)?;
+    // SAFETY: valid NUL-terminated path; the fd is owned by the result.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    check(fd, "opening", p)?;
+    // SAFETY: `open` returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// [`open_tmpfile`] in the directory `dir` (an [`open_dir_path`] handle):
+/// no path walk per file. `what` names the directory in errors.
+pub fn open_tmpfile_at(
+    dir: std::os::fd::BorrowedFd<'_>,
+    what: &Path,
+) -> Result<Option<std::fs::File>> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: valid fd and NUL-terminated path; the new fd is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL) => Ok(None),
+            _ => Err(Error::io(
+                format!("creating temp file in {}", what.display()),
+                e,
+            )),
+        };
+    }
+    // SAFETY: `openat` returned a new fd that nothing else owns.
+    Ok(Some(unsafe { std::fs::File::from_raw_fd(fd) }))
+}
+
+/// Whether `linkat(AT_EMPTY_PATH)` works here: it needs CAP_DAC_READ_SEARCH,
+/// and saves resolving `/proc/self/fd/N` per file.
+static EMPTY_PATH_LINK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// [`link_tmpfile`] to `rel` under the directory `dir` (an
+/// [`open_dir_path`] handle).
+pub fn link_tmpfile_at(
+    f: &std::fs::File,
+    dir: std::os::fd::BorrowedFd<'_>,
+    rel: &Path,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering::Relaxed;
+    let dst = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let link = |src: &CStr, src_dir: libc::c_int, flags: libc::c_int| {
+        // SAFETY: valid fds and NUL-terminated paths.
+        let rc =
+            unsafe { libc::linkat(src_dir, src.as_ptr(), dir.as_raw_fd(), dst.as_ptr(), flags) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    let empty_path = EMPTY_PATH_LINK.load(Relaxed);
+    if empty_path {
+        match link(c"", f.as_raw_fd(), libc::AT_EMPTY_PATH) {
+            // Without the capability the kernel answers ENOENT, as it does
+            // for a missing directory: the retry below tells them apart.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            r => return r,
+        }
+    }
+    let src = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).expect("no NUL");
+    link(&src, libc::AT_FDCWD, libc::AT_SYMLINK_FOLLOW)?;
+    if empty_path {
+        EMPTY_PATH_LINK.store(false, Relaxed);
+    }
+    Ok(())
+}
+
 /// Flushes the whole filesystem containing `p` (upstream's transaction
 /// commit does the same instead of one fsync per object).
 pub fn syncfs(p: &Path) -> Result<()> {
@@ -253,6 +341,18 @@ pub fn syncfs(p: &Path) -> Result<()> {
     // SAFETY: valid open fd.
     let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
     check(rc, "syncfs", p)
+}
+
+/// Starts writing `f`'s dirty pages to disk without waiting. The
+/// transaction's closing `syncfs` then finds most data already on its way,
+/// instead of the whole transaction's data waiting for that one call.
+/// Only a hint: an error is ignored, `syncfs` still guarantees durability.
+pub fn start_writeback(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid open fd; offset 0, length 0 = to the end of the file.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
 }
 
 /// fsyncs a directory so renames inside it are durable.
@@ -310,4 +410,44 @@ pub fn mknod_whiteout(p: &Path, perm: u32) -> Result<()> {
         )
     };
     check(rc, "mknod", p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// Both ways of naming an anonymous file: `AT_EMPTY_PATH` (privileged)
+    /// and `/proc/self/fd` (what an unprivileged process falls back to).
+    #[test]
+    fn anonymous_files_get_names_relative_to_a_directory_handle() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("ab")).unwrap();
+        let dir = open_dir_path(d.path()).unwrap();
+        for (i, empty_path) in [true, false].into_iter().enumerate() {
+            EMPTY_PATH_LINK.store(empty_path, Relaxed);
+            let Some(mut f) = open_tmpfile_at(dir.as_fd(), d.path()).unwrap() else {
+                return; // no O_TMPFILE on this filesystem
+            };
+            f.write_all(b"payload").unwrap();
+            let rel = format!("ab/obj{i}");
+            link_tmpfile_at(&f, dir.as_fd(), Path::new(&rel)).unwrap();
+            let mut s = String::new();
+            std::fs::File::open(d.path().join(&rel))
+                .unwrap()
+                .read_to_string(&mut s)
+                .unwrap();
+            assert_eq!(s, "payload");
+            let again = link_tmpfile_at(&f, dir.as_fd(), Path::new(&rel)).unwrap_err();
+            assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        }
+        // A missing directory is an error either way, and must not be
+        // mistaken for a missing capability.
+        EMPTY_PATH_LINK.store(true, Relaxed);
+        let f = open_tmpfile_at(dir.as_fd(), d.path()).unwrap().unwrap();
+        let e = link_tmpfile_at(&f, dir.as_fd(), Path::new("missing/obj")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
 }
