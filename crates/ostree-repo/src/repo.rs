@@ -72,8 +72,8 @@ fn io_err(ctx: impl std::fmt::Display, p: &Path) -> impl FnOnce(io::Error) -> Er
     move |e| Error::io(c, e)
 }
 
-/// Objects at least this big start their writeback as soon as they are
-/// written (see [`sys::start_writeback`]); smaller ones are left to the
+/// Content objects at least this big (before compression) start their
+/// writeback as soon as they are written (see [`sys::start_writeback`]); smaller ones are left to the
 /// closing `syncfs`, which batches them better.
 const WRITEBACK_MIN: u64 = 64 * 1024;
 
@@ -1081,14 +1081,19 @@ impl<'a> Transaction<'a> {
     /// The object's place until it is published: `staging/XX/rest.EXT`
     /// (content) or `staging/meta/XX/rest.EXT` (metadata).
     fn staged_path(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
+        self.staging.join(self.staged_rel(ty, c))
+    }
+
+    /// [`Self::staged_path`] relative to the staging directory.
+    fn staged_rel(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
         let rel = self.repo.object_relpath(ty, c);
         let rel = rel
             .strip_prefix("objects")
             .expect("object paths start with objects/");
         if ty == ObjectType::File {
-            self.staging.join(rel)
+            rel.to_path_buf()
         } else {
-            self.staging.join("meta").join(rel)
+            Path::new("meta").join(rel)
         }
     }
 
@@ -1125,7 +1130,9 @@ impl<'a> Transaction<'a> {
         self.shard_dir(ty, c)?;
         // Probed in the staging root: a probe file left behind must not end
         // up in a shard that is published whole.
-        let usable = *self.tmpfile.get_or_init(|| probe_tmpfile(&self.staging));
+        let usable = *self
+            .tmpfile
+            .get_or_init(|| probe_tmpfile(self.staging_fd.as_fd(), &self.staging));
         if usable {
             // Created in the staging root, named in the shard: ext4 places a
             // new inode in its parent directory's block group, and 256 fresh
@@ -1164,15 +1171,10 @@ impl<'a> Transaction<'a> {
                 self.stage(&tmp, ty, c)
             }
             None => {
-                if self.repo.fsync && f.metadata().is_ok_and(|m| m.len() >= WRITEBACK_MIN) {
-                    sys::start_writeback(&f);
-                }
-                let staged = self.staged_path(ty, c);
-                let rel = staged
-                    .strip_prefix(&self.staging)
-                    .expect("staged paths are in the staging directory");
+                let rel = self.staged_rel(ty, c);
+                let staged = self.staging.join(&rel);
                 let dir = self.staging_fd.as_fd();
-                let mut r = sys::link_tmpfile_at(&f, dir, rel);
+                let mut r = sys::link_tmpfile_at(&f, dir, &rel);
                 if r.as_ref()
                     .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
                 {
@@ -1180,7 +1182,7 @@ impl<'a> Transaction<'a> {
                     // left by a failed one of this process: replace it, as
                     // the rename of the fallback path would.
                     let _ = fs::remove_file(&staged);
-                    r = sys::link_tmpfile_at(&f, dir, rel);
+                    r = sys::link_tmpfile_at(&f, dir, &rel);
                 }
                 r.map_err(io_err("linking", &staged))?;
                 self.staged
@@ -1387,6 +1389,9 @@ impl<'a> Transaction<'a> {
                 sys::fset_mtime(&f, 0, &what)?;
             }
         }
+        if self.repo.fsync && size >= WRITEBACK_MIN {
+            sys::start_writeback(&f);
+        }
         self.stage_file(f, tmp, ObjectType::File, checksum)?;
         self.count_written(size);
         Ok(true)
@@ -1573,13 +1578,14 @@ fn parse_zlib_level(s: &str) -> u32 {
 /// Whether `O_TMPFILE` files can be created and linked in `dir` (a
 /// filesystem without it, or no `/proc` to link through, means named temp
 /// files instead).
-fn probe_tmpfile(dir: &Path) -> bool {
-    let Ok(Some(f)) = sys::open_tmpfile(dir) else {
+fn probe_tmpfile(dir: std::os::fd::BorrowedFd<'_>, path: &Path) -> bool {
+    let Ok(Some(f)) = sys::open_tmpfile_at(dir, path) else {
         return false;
     };
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let name = format!(".probe-{}", std::process::id());
+    let probe = path.join(&name);
     let _ = fs::remove_file(&probe);
-    let ok = sys::link_tmpfile(&f, &probe).is_ok();
+    let ok = sys::link_tmpfile_at(&f, dir, Path::new(&name)).is_ok();
     let _ = fs::remove_file(&probe);
     ok
 }

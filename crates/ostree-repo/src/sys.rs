@@ -193,58 +193,6 @@ pub fn fset_mtime(f: &std::fs::File, secs: i64, p: &Path) -> Result<()> {
     )
 }
 
-/// Opens an anonymous file (`O_TMPFILE`) in directory `dir`, to be named
-/// later with [`link_tmpfile`]. `Ok(None)` when the filesystem or kernel
-/// lacks `O_TMPFILE`, so the caller falls back to a named temp file.
-pub fn open_tmpfile(dir: &Path) -> Result<Option<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir)
-    {
-        Ok(f) => Ok(Some(f)),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::io(
-            format!("creating temp file in {}", dir.display()),
-            e,
-        )),
-    }
-}
-
-/// Gives the anonymous file `f` (from [`open_tmpfile`]) the name `dest`,
-/// through `/proc/self/fd` as unprivileged processes must. Fails with
-/// `AlreadyExists` if `dest` exists.
-pub fn link_tmpfile(f: &std::fs::File, dest: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let src = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).expect("no NUL");
-    let dst = CString::new(dest.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: both paths are valid NUL-terminated C strings.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            src.as_ptr(),
-            libc::AT_FDCWD,
-            dst.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Opens directory `p` as an `O_PATH` handle for the `*_at` calls below.
 pub fn open_dir_path(p: &Path) -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
@@ -261,8 +209,11 @@ pub fn open_dir_path(p: &Path) -> Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
-/// [`open_tmpfile`] in the directory `dir` (an [`open_dir_path`] handle):
-/// no path walk per file. `what` names the directory in errors.
+/// Opens an anonymous file (`O_TMPFILE`, mode 0600) in the directory `dir`
+/// (an [`open_dir_path`] handle), to be named later with
+/// [`link_tmpfile_at`]. `Ok(None)` when the filesystem or kernel lacks
+/// `O_TMPFILE`, so the caller falls back to a named temp file. `what`
+/// names the directory in errors.
 pub fn open_tmpfile_at(
     dir: std::os::fd::BorrowedFd<'_>,
     what: &Path,
@@ -295,8 +246,10 @@ pub fn open_tmpfile_at(
 /// and saves resolving `/proc/self/fd/N` per file.
 static EMPTY_PATH_LINK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// [`link_tmpfile`] to `rel` under the directory `dir` (an
-/// [`open_dir_path`] handle).
+/// Gives the anonymous file `f` (from [`open_tmpfile_at`]) the name `rel`
+/// under the directory `dir` (an [`open_dir_path`] handle): directly when
+/// privileged, else through `/proc/self/fd` as unprivileged processes
+/// must. Fails with `AlreadyExists` if the name exists.
 pub fn link_tmpfile_at(
     f: &std::fs::File,
     dir: std::os::fd::BorrowedFd<'_>,
