@@ -227,7 +227,9 @@ fn scan_dir(
         if modi.skip(&child_rel) {
             continue;
         }
-        let md = fs::symlink_metadata(&path)
+        // Relative to the open directory: no walk of the whole path.
+        let md = e
+            .metadata()
             .map_err(|e| Error::io(format!("lstat {}", path.display()), e))?;
         let ft = md.file_type();
         if ft.is_dir() {
@@ -345,15 +347,20 @@ fn hash_file(f: &PendingFile, progress: &Progress) -> Result<(Checksum, File)> {
     let mut h = ContentHasher::new(&f.header);
     let mut total = 0u64;
     crate::scratch::with_buffer(|buf| -> Result<()> {
-        loop {
-            let n = file.read(buf).map_err(ctx)?;
+        // Up to the size the scan saw: no extra read to meet EOF. A file
+        // that shrank is caught below; one that grew is committed as it
+        // was when scanned, header and payload agreeing.
+        while total < f.size {
+            let want = (f.size - total).min(buf.len() as u64) as usize;
+            let n = file.read(&mut buf[..want]).map_err(ctx)?;
             if n == 0 {
-                return Ok(());
+                break;
             }
             total += n as u64;
             progress.bytes(n as u64);
             h.update(&buf[..n]);
         }
+        Ok(())
     })?;
     if total != f.size {
         return Err(Error::Invalid(format!(

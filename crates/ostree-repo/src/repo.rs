@@ -65,6 +65,9 @@ pub struct Repo {
     fsync: bool,
     // `core.parent`: objects missing here are read from this repository.
     parent: Option<Box<Repo>>,
+    // `objects/` opened once: existence checks, one per file of every commit
+    // and pull, then look up two path components instead of the whole path.
+    objects: Option<std::os::fd::OwnedFd>,
 }
 
 fn io_err(ctx: impl std::fmt::Display, p: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
@@ -267,6 +270,7 @@ impl Repo {
             config,
             fsync,
             parent,
+            objects: sys::open_dir_path(&path.join("objects")).ok(),
         })
     }
 
@@ -319,8 +323,17 @@ impl Repo {
 
     /// True if the object is present.
     pub fn has_object(&self, ty: ObjectType, c: &Checksum) -> bool {
-        fs::symlink_metadata(self.object_path(ty, c)).is_ok()
-            || self.parent.as_ref().is_some_and(|p| p.has_object(ty, c))
+        let here = match &self.objects {
+            Some(dir) => {
+                let rel = self.object_relpath(ty, c);
+                let rel = rel
+                    .strip_prefix("objects")
+                    .expect("object paths start with objects/");
+                sys::exists_at(dir.as_fd(), rel)
+            }
+            None => fs::symlink_metadata(self.object_path(ty, c)).is_ok(),
+        };
+        here || self.parent.as_ref().is_some_and(|p| p.has_object(ty, c))
     }
 
     /// Reads a metadata object's bytes (not verified; see [`crate::fsck`]).

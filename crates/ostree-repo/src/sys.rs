@@ -209,6 +209,25 @@ pub fn open_dir_path(p: &Path) -> Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// Whether `rel` exists under the directory `dir` (an [`open_dir_path`]
+/// handle), without following a final symlink.
+pub fn exists_at(dir: std::os::fd::BorrowedFd<'_>, rel: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(c) = CString::new(rel.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid fd and NUL-terminated path; `st` is written by the call.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) == 0
+    }
+}
+
 /// Opens an anonymous file (`O_TMPFILE`, mode 0600) in the directory `dir`
 /// (an [`open_dir_path`] handle), to be named later with
 /// [`link_tmpfile_at`]. `Ok(None)` when the filesystem or kernel lacks
