@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+pub use crate::statcache::applies_to as stat_cache_applies;
+
 /// Where a commit's tree comes from; several sources are overlaid in order.
 #[derive(Debug, Clone)]
 pub enum TreeSource {
@@ -101,6 +103,9 @@ pub struct CommitOutcome {
     pub content_written: u64,
     /// Files reused through the hardlink (devino) cache.
     pub content_cache_hits: u64,
+    /// Files not read because an earlier commit hashed them unchanged
+    /// (the stat cache, [`crate::statcache`]).
+    pub stat_cache_hits: u64,
     /// Payload bytes written.
     pub content_bytes_written: u64,
 }
@@ -134,6 +139,7 @@ struct Modifier<'a> {
     // (st_dev, st_ino) -> content object, for --link-checkout-speedup.
     devino: std::collections::HashMap<(u64, u64), Checksum>,
     cache_hits: AtomicU64,
+    stat_cache: crate::statcache::StatCache,
     progress: &'a Progress,
 }
 
@@ -181,12 +187,30 @@ impl Modifier<'_> {
     }
 }
 
+/// Files per pool task at most: enough to make the per-task cost vanish,
+/// few enough to keep both cores busy on a small tree.
+const BATCH_FILES: usize = 32;
+/// Bytes per pool task at most, so that big files spread over threads.
+const BATCH_BYTES: u64 = 1 << 20;
+
+/// A file or symlink the scan found, handed to the pool.
+struct Found {
+    path: PathBuf,
+    // Stat'ed by the scan relative to the open directory (a `DirEntry`
+    // would keep its directory's fd open until the pool gets to it).
+    md: fs::Metadata,
+    // Path in the commit (`/usr/bin/x`), for the modifiers.
+    rel: String,
+}
+
 /// Takes each file the scan finds and returns its index in the commit's
 /// file list ([`FileRef::Pending`]).
-type Sink<'a> = dyn FnMut(PendingFile) -> usize + 'a;
+type Sink<'a> = dyn FnMut(Found) -> usize + 'a;
 
 /// Scans `dir` into `tree`, overlaying what is already there; files go to
-/// `sink` as they are found.
+/// `sink` as they are found. The walk is the one serial part of a commit,
+/// so beyond a stat everything a file needs is done on the pool
+/// ([`process_found`]).
 fn scan_dir(
     tx: &Transaction<'_>,
     dir: &Path,
@@ -222,11 +246,11 @@ fn scan_dir(
                 Path::new(&n).display()
             ))
         })?;
-        let path = e.path();
         let child_rel = format!("{rel}/{name}");
         if modi.skip(&child_rel) {
             continue;
         }
+        let path = e.path();
         // Relative to the open directory: no walk of the whole path.
         let md = e
             .metadata()
@@ -238,90 +262,131 @@ fn scan_dir(
             scan_dir(tx, &path, &child_rel, &md, sub, sink, modi)?;
             continue;
         }
-        modi.progress.scanned(1);
-        if let Some(c) = modi.devino.get(&(md.dev(), md.ino())).copied() {
-            // A hardlink of one of our objects: its metadata is the object's,
-            // then the modifier applies on top (an explicit --owner-uid wins).
-            modi.cache_hits.fetch_add(1, Ordering::Relaxed);
-            if modi.opts.devino_canonical {
-                tree.dirs.remove(&name);
-                tree.files.insert(name, FileRef::Done(c));
-                continue;
-            }
-            let obj = modi.repo.open_content(&c)?;
-            let h = obj.header;
-            let (uid, gid, m, xattrs) =
-                modi.apply(&child_rel, h.uid, h.gid, h.mode, h.xattrs.clone());
-            let header = FileHeader {
-                uid,
-                gid,
-                mode: m,
-                symlink_target: h.symlink_target.clone(),
-                xattrs,
-            };
-            tree.dirs.remove(&name);
-            if header == h {
-                tree.files.insert(name, FileRef::Done(c));
-            } else {
-                let i = sink(PendingFile {
-                    path,
-                    header,
-                    size: obj.size,
-                    adopt: false,
-                });
-                tree.files.insert(name, FileRef::Pending(i));
-            }
-        } else if ft.is_file() || ft.is_symlink() {
-            let xattrs = if modi.opts.no_xattrs || modi.canonical {
-                Vec::new()
-            } else {
-                sys::lget_xattrs(&path)?
-            };
-            let (uid, gid, m, xattrs) =
-                modi.apply(&child_rel, md.uid(), md.gid(), md.mode(), xattrs);
-            let (m, target, size) = if ft.is_symlink() {
-                let t = fs::read_link(&path)
-                    .map_err(|e| Error::io(format!("readlink {}", path.display()), e))?;
-                let t = t.into_os_string().into_string().map_err(|_| {
-                    Error::Invalid(format!("{}: symlink target is not UTF-8", path.display()))
-                })?;
-                (mode::S_IFLNK | 0o777, t, 0)
-            } else {
-                (m, String::new(), md.len())
-            };
-            tree.dirs.remove(&name);
-            let adopt = modi.opts.consume
-                && ft.is_file()
-                && match modi.repo.mode() {
-                    // Ownership is not stored: only the mode must match.
-                    RepoMode::BareUserOnly => m == md.mode(),
-                    RepoMode::Bare => {
-                        (uid, gid, m) == (md.uid(), md.gid(), md.mode())
-                            && xattrs == sys::lget_xattrs(&path)?
-                    }
-                    _ => false,
-                };
-            let i = sink(PendingFile {
-                path,
-                header: FileHeader {
-                    uid,
-                    gid,
-                    mode: m,
-                    symlink_target: target,
-                    xattrs,
-                },
-                size,
-                adopt,
-            });
-            tree.files.insert(name, FileRef::Pending(i));
-        } else {
+        if !ft.is_file() && !ft.is_symlink() {
             return Err(Error::Invalid(format!(
                 "Unsupported file type for {} (only regular files, symlinks and directories)",
                 path.display()
             )));
         }
+        modi.progress.scanned(1);
+        tree.dirs.remove(&name);
+        let i = sink(Found {
+            path,
+            md,
+            rel: child_rel,
+        });
+        tree.files.insert(name, FileRef::Pending(i));
     }
     Ok(())
+}
+
+/// What became of one file: its checksum, its stat-cache key if it may be
+/// remembered, and whether the checksum came from the cache.
+type Processed = (Checksum, Option<crate::statcache::Key>, bool);
+
+/// Everything for one file the scan found: the hardlink and stat caches,
+/// header, then hash and write unless the repository has it.
+fn process_found(
+    tx: &Transaction<'_>,
+    found: Found,
+    modi: &Modifier<'_>,
+    progress: &Progress,
+) -> Result<Processed> {
+    let Found { path, md, rel } = found;
+    let rel = rel.as_str();
+    let ft = md.file_type();
+    if let Some(c) = modi.devino.get(&(md.dev(), md.ino())).copied() {
+        // A hardlink of one of our objects: its metadata is the object's,
+        // then the modifier applies on top (an explicit --owner-uid wins).
+        modi.cache_hits.fetch_add(1, Ordering::Relaxed);
+        if modi.opts.devino_canonical {
+            return Ok((c, None, false));
+        }
+        let obj = modi.repo.open_content(&c)?;
+        let h = obj.header;
+        let (uid, gid, m, xattrs) = modi.apply(rel, h.uid, h.gid, h.mode, h.xattrs.clone());
+        let header = FileHeader {
+            uid,
+            gid,
+            mode: m,
+            symlink_target: h.symlink_target.clone(),
+            xattrs,
+        };
+        if header == h {
+            return Ok((c, None, false));
+        }
+        let f = PendingFile {
+            path,
+            header,
+            size: obj.size,
+            adopt: false,
+        };
+        return Ok((write_file(tx, &f, progress)?, None, false));
+    }
+    let own_xattrs = !(modi.opts.no_xattrs || modi.canonical);
+    // Ownership and mode as the modifiers make them; xattrs are not read
+    // yet: a file's own xattrs are covered by its ctime in the key.
+    let (uid, gid, m, _) = modi.apply(rel, md.uid(), md.gid(), md.mode(), Vec::new());
+    let m = if ft.is_symlink() {
+        mode::S_IFLNK | 0o777
+    } else {
+        m
+    };
+    let cache_key = if modi.opts.consume {
+        None
+    } else {
+        modi.stat_cache.key(&md, (uid, gid, m, own_xattrs))
+    };
+    if let Some(k) = cache_key {
+        if let Some(c) = modi.stat_cache.get(&k) {
+            // Not read again; an object since pruned is written below.
+            if tx.has_object(ObjectType::File, &c) {
+                tx.stats.content_total.fetch_add(1, Ordering::Relaxed);
+                progress.bytes(if ft.is_file() { md.len() } else { 0 });
+                return Ok((c, cache_key, true));
+            }
+        }
+    }
+    let xattrs = if own_xattrs {
+        sys::lget_xattrs(&path)?
+    } else {
+        Vec::new()
+    };
+    let (uid, gid, m, xattrs) = modi.apply(rel, md.uid(), md.gid(), md.mode(), xattrs);
+    let (m, target, size) = if ft.is_symlink() {
+        let t = fs::read_link(&path)
+            .map_err(|e| Error::io(format!("readlink {}", path.display()), e))?;
+        let t = t.into_os_string().into_string().map_err(|_| {
+            Error::Invalid(format!("{}: symlink target is not UTF-8", path.display()))
+        })?;
+        (mode::S_IFLNK | 0o777, t, 0)
+    } else {
+        (m, String::new(), md.len())
+    };
+    let adopt = modi.opts.consume
+        && ft.is_file()
+        && match modi.repo.mode() {
+            // Ownership is not stored: only the mode must match.
+            RepoMode::BareUserOnly => m == md.mode(),
+            RepoMode::Bare => {
+                (uid, gid, m) == (md.uid(), md.gid(), md.mode())
+                    && xattrs == sys::lget_xattrs(&path)?
+            }
+            _ => false,
+        };
+    let f = PendingFile {
+        path,
+        header: FileHeader {
+            uid,
+            gid,
+            mode: m,
+            symlink_target: target,
+            xattrs,
+        },
+        size,
+        adopt,
+    };
+    Ok((write_file(tx, &f, progress)?, cache_key, false))
 }
 
 fn load_tree(repo: &Repo, tree_c: &Checksum, meta_c: &Checksum, into: &mut MTree) -> Result<()> {
@@ -371,11 +436,16 @@ fn hash_file(f: &PendingFile, progress: &Progress) -> Result<(Checksum, File)> {
     Ok((h.finish(), file))
 }
 
-/// Hashes one file, then writes it if the repository lacks it.
-fn process_file(tx: &Transaction<'_>, f: &PendingFile, progress: &Progress) -> Result<Checksum> {
-    let c = write_file(tx, f, progress)?;
+/// One file the scan found, counted as done once it is.
+fn process_file(
+    tx: &Transaction<'_>,
+    f: Found,
+    modi: &Modifier<'_>,
+    progress: &Progress,
+) -> Result<Processed> {
+    let r = process_found(tx, f, modi, progress)?;
     progress.done(1);
-    Ok(c)
+    Ok(r)
 }
 
 fn write_file(tx: &Transaction<'_>, f: &PendingFile, progress: &Progress) -> Result<Checksum> {
@@ -487,6 +557,7 @@ pub fn commit_with_progress(
         repo,
         devino,
         cache_hits: AtomicU64::new(0),
+        stat_cache: crate::statcache::StatCache::load(repo),
         progress,
     };
     let tx = repo.begin()?;
@@ -500,22 +571,48 @@ pub fn commit_with_progress(
     let mut count = 0usize;
     let scanned = rayon::scope(|s| -> Result<()> {
         let (tx, found, failed, first_error) = (&tx, &found, &failed, &first_error);
-        let mut sink = |f: PendingFile| -> usize {
-            let i = count;
-            count += 1;
+        let modi = &modi;
+        // Files go to the pool in batches: one task and one lock per batch,
+        // not per file, which is most of the cost when little is read
+        // (a re-commit that the stat cache answers).
+        let spawn_batch = |batch: Vec<(usize, Found)>| {
             s.spawn(move |_| {
-                // After a failure the rest is not worth doing.
-                if failed.load(Ordering::Relaxed) {
-                    return;
-                }
-                match process_file(tx, &f, progress) {
-                    Ok(c) => found.lock().expect("not poisoned").push((i, c)),
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        first_error.lock().expect("not poisoned").get_or_insert(e);
+                let mut done = Vec::with_capacity(batch.len());
+                let mut learned = Vec::new();
+                for (i, f) in batch {
+                    // After a failure the rest is not worth doing.
+                    if failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match process_file(tx, f, modi, progress) {
+                        Ok((c, key, hit)) => {
+                            done.push((i, c));
+                            if let Some(k) = key {
+                                learned.push((k, c, hit));
+                            }
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.lock().expect("not poisoned").get_or_insert(e);
+                            return;
+                        }
                     }
                 }
+                modi.stat_cache.record(learned);
+                found.lock().expect("not poisoned").extend(done);
             });
+        };
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0u64;
+        let mut sink = |f: Found| -> usize {
+            let i = count;
+            count += 1;
+            batch_bytes += f.md.len();
+            batch.push((i, f));
+            if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                spawn_batch(std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
             i
         };
         let mut scan = || -> Result<()> {
@@ -533,7 +630,8 @@ pub fn commit_with_progress(
                                 d.display()
                             )));
                         }
-                        scan_dir(tx, d, "", &md, &mut root, &mut sink, &modi)?;
+                        modi.stat_cache.set_root(d, &md);
+                        scan_dir(tx, d, "", &md, &mut root, &mut sink, modi)?;
                     }
                     TreeSource::Ref(r) => {
                         let c = repo.resolve_rev(r, false)?.expect("allow_noent is false");
@@ -545,9 +643,12 @@ pub fn commit_with_progress(
             Ok(())
         };
         let r = scan();
+        drop(scan);
         if r.is_err() {
             // Files already handed out are not worth finishing.
             failed.store(true, Ordering::Relaxed);
+        } else {
+            spawn_batch(std::mem::take(&mut batch));
         }
         progress.set_requested(count as u64);
         progress.set_phase(Phase::Objects);
@@ -651,9 +752,12 @@ pub fn commit_with_progress(
         content_total: tx.stats.content_total.load(Relaxed),
         content_written: tx.stats.content_written.load(Relaxed),
         content_cache_hits: modi.cache_hits.load(Relaxed),
+        stat_cache_hits: modi.stat_cache.hits(),
         content_bytes_written: tx.stats.content_bytes_written.load(Relaxed),
     };
     tx.commit()?;
+    // Only now: a failed commit must not teach the cache anything.
+    modi.stat_cache.save(repo);
     Ok(outcome)
 }
 

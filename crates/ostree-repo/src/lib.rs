@@ -34,6 +34,7 @@ pub mod pull_http;
 mod repo;
 mod scratch;
 pub mod sign;
+pub(crate) mod statcache;
 pub mod summary;
 mod sys;
 

@@ -193,6 +193,22 @@ pub fn fset_mtime(f: &std::fs::File, secs: i64, p: &Path) -> Result<()> {
     )
 }
 
+/// The filesystem type (`f_type`) and id (`f_fsid`) of the filesystem
+/// holding `p`; `None` if it cannot be asked.
+pub fn statfs(p: &Path) -> Option<(i64, [i32; 2])> {
+    let c = CString::new(p.as_os_str().as_bytes()).ok()?;
+    // SAFETY: NUL-terminated path; `st` is written by the call.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        // `fsid_t` is opaque in libc's binding; it is two ints on Linux.
+        let fsid: [i32; 2] = std::mem::transmute(st.f_fsid);
+        Some((st.f_type as i64, fsid))
+    }
+}
+
 /// Opens directory `p` as an `O_PATH` handle for the `*_at` calls below.
 pub fn open_dir_path(p: &Path) -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;

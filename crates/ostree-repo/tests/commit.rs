@@ -88,3 +88,113 @@ fn the_same_tree_gives_the_same_commit_every_time() {
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
 }
+
+/// Waits until files changed so far are older than the stat cache's racy
+/// margin, so that their checksums may be remembered.
+fn age_past_racy_margin() {
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+}
+
+/// Commits `tree` without a parent, so the same tree gives the same commit.
+fn commit_tree(repo: &Repo, tree: &Path) -> ostree_repo::commit::CommitOutcome {
+    let o = CommitOptions {
+        parent: Some(None),
+        ..opts()
+    };
+    commit(repo, &[TreeSource::Dir(tree.to_path_buf())], &o).unwrap()
+}
+
+#[test]
+fn the_stat_cache_skips_unchanged_files_and_sees_every_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree);
+    fs::write(tree.join("d0/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("f00", tree.join("d0/link")).unwrap();
+    // Regular files and the symlink.
+    let nfiles = 4 * 60 + 2;
+    let cached = ostree_repo::commit::stat_cache_applies(tmp.path());
+    // Hits are only expected where the cache is used at all; the checksums
+    // must be right everywhere.
+    let hits = |n: u64| if cached { n } else { 0 };
+    age_past_racy_margin();
+    let repo = Repo::create(&tmp.path().join("repo"), RepoMode::BareUser).unwrap();
+    let cold = commit_tree(&repo, &tree);
+    assert_eq!(cold.stat_cache_hits, 0);
+    let warm = commit_tree(&repo, &tree);
+    assert_eq!(warm.checksum, cold.checksum);
+    assert_eq!(warm.stat_cache_hits, hits(nfiles));
+
+    // Same size, mtime put back: only ctime tells. Then a mode change, an
+    // owner-visible change that leaves the content alone.
+    let a = tree.join("d1/f07");
+    let old = fs::metadata(&a).unwrap();
+    let mut data = fs::read(&a).unwrap();
+    data[0] ^= 0xff;
+    fs::write(&a, &data).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&a)
+        .unwrap()
+        .set_modified(old.modified().unwrap())
+        .unwrap();
+    assert_eq!(
+        fs::metadata(&a).unwrap().modified().unwrap(),
+        old.modified().unwrap()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tree.join("d2/f03"), fs::Permissions::from_mode(0o600)).unwrap();
+    // A symlink pointing elsewhere, same target length.
+    fs::remove_file(tree.join("d0/link")).unwrap();
+    std::os::unix::fs::symlink("f01", tree.join("d0/link")).unwrap();
+    age_past_racy_margin();
+    let changed = commit_tree(&repo, &tree);
+    let fresh = Repo::create(&tmp.path().join("fresh"), RepoMode::BareUser).unwrap();
+    let expected = commit_tree(&fresh, &tree);
+    assert_eq!(expected.stat_cache_hits, 0);
+    assert_eq!(changed.checksum, expected.checksum);
+    assert_ne!(changed.checksum, cold.checksum);
+    assert_eq!(changed.stat_cache_hits, hits(nfiles - 3));
+    let again = commit_tree(&repo, &tree);
+    assert_eq!(again.checksum, expected.checksum);
+    assert_eq!(again.stat_cache_hits, hits(nfiles));
+
+    // A remembered object that is gone (pruned) is read and written again.
+    let tree_obj = ostree_repo::commit::checksum_path(&tree.join("d3/f10"), false).unwrap();
+    fs::remove_file(repo.object_path(ObjectType::File, &tree_obj)).unwrap();
+    let repaired = commit_tree(&repo, &tree);
+    assert_eq!(repaired.checksum, expected.checksum);
+    assert_eq!(repaired.stat_cache_hits, hits(nfiles - 1));
+    assert!(repo.has_object(ObjectType::File, &tree_obj));
+    let report = fsck(&repo, &FsckOptions::default(), &|_, _| {}).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    // A damaged cache file is ignored, not believed.
+    let cache = tmp
+        .path()
+        .join("repo/tmp/cache/ferrocore-commit-stat-cache");
+    assert_eq!(cache.exists(), cached);
+    if cached {
+        let mut b = fs::read(&cache).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 1;
+        fs::write(&cache, b).unwrap();
+        let after = commit_tree(&repo, &tree);
+        assert_eq!(after.checksum, expected.checksum);
+        assert_eq!(after.stat_cache_hits, 0);
+    }
+}
+
+#[test]
+fn files_changed_just_before_the_commit_are_not_remembered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree);
+    let repo = Repo::create(&tmp.path().join("repo"), RepoMode::Archive).unwrap();
+    let first = commit_tree(&repo, &tree);
+    // Within the coarse clock's tick a second change could keep the ctime
+    // the first commit saw; so nothing that recent was remembered.
+    let second = commit_tree(&repo, &tree);
+    assert_eq!(second.checksum, first.checksum);
+    assert_eq!(second.stat_cache_hits, 0);
+}
