@@ -644,10 +644,14 @@ pub fn open_part(data: &[u8], expected: &Checksum) -> Result<PartPayload> {
     PartPayload::from_bytes(&raw)
 }
 
+/// xz preset of upstream's part compressor (`_ostree_lzma_compressor_new`).
+const PART_XZ_PRESET: u32 = 8;
+
+/// A part file: `'x'` and the xz-compressed payload. The compression is
+/// what makes bsdiff patches small (their diff bytes are mostly zero).
 fn compress_part(payload: &[u8]) -> Result<Vec<u8>> {
     let mut out = vec![b'x'];
-    lzma_rs::xz_compress(&mut std::io::Cursor::new(payload), &mut out)
-        .map_err(|e| Error::io("compressing delta part", e))?;
+    out.extend(crate::xz::compress(payload, PART_XZ_PRESET)?);
     Ok(out)
 }
 

@@ -36,6 +36,7 @@ mod scratch;
 pub mod sign;
 pub mod summary;
 mod sys;
+mod xz;
 
 pub use object::{Checksum, ObjectType};
 pub use repo::{
