@@ -134,3 +134,16 @@ fn max_bsdiff_size_counts_megabytes_of_a_million_bytes() {
     assert!(real.contains("bsdiff=1 objects"), "{real}");
     assert_eq!(ours, real);
 }
+
+#[test]
+fn fallback_size_counts_megabytes_of_a_million_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Over 4 MB, under 4 MiB: a fallback by default.
+    let repo = repo_with(tmp.path(), &[("mid.bin", 4_100_000)]);
+    let (real, ours) = both(&repo, &["--empty", "main"]);
+    assert!(real.contains("fallback for "), "{real}");
+    assert_eq!(ours, real);
+    let (real, ours) = both(&repo, &["--empty", "--min-fallback-size=5", "main"]);
+    assert!(!real.contains("fallback for "), "{real}");
+    assert_eq!(ours, real);
+}

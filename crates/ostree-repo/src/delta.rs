@@ -41,13 +41,16 @@ const SIGNED_TYPE: &str = "(taya{sv})";
 /// `OSTSGNDT`, the signed-superblock magic (stored big-endian).
 const SIGNED_MAGIC: u64 = 0x4F53_5453_474E_4454;
 
+/// The unit of `static-delta generate`'s size options: upstream multiplies
+/// them by 1000 × 1000, not 1024 × 1024.
+pub const MB: u64 = 1000 * 1000;
 /// Upstream's defaults for `static-delta generate`.
-pub const DEFAULT_MIN_FALLBACK_SIZE: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_MIN_FALLBACK_SIZE: u64 = 4 * MB;
 /// Parts are cut once their blob exceeds this many bytes.
-pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 32 * MB;
 /// Pairs of files bigger than this together are sent whole rather than
-/// diffed (upstream's 128 MB: its size options count 1000 × 1000 bytes).
-pub const DEFAULT_MAX_BSDIFF_SIZE: u64 = 128 * 1000 * 1000;
+/// diffed.
+pub const DEFAULT_MAX_BSDIFF_SIZE: u64 = 128 * MB;
 
 // ------------------------------------------------------------------ names
 

@@ -1741,14 +1741,15 @@ fn summary(args: &[String]) -> R {
     Ok(())
 }
 
-/// `--max-bsdiff-size`: upstream's megabytes of 1000 × 1000 bytes.
+/// The size options of `static-delta generate`, in upstream's megabytes
+/// of 1000 × 1000 bytes.
 fn mb_option(p: &Parsed, name: &str, default: u64) -> R<u64> {
     match p.value(name) {
         None => Ok(default),
         Some(v) => v
             .parse::<u64>()
             .ok()
-            .and_then(|m| m.checked_mul(1000 * 1000))
+            .and_then(|m| m.checked_mul(ostree_repo::delta::MB))
             .ok_or_else(|| Fail(format!("Cannot parse integer value “{v}” for --{name}"))),
     }
 }
@@ -1781,17 +1782,6 @@ fn generate_report(st: &ostree_repo::delta::GenerateStats) -> String {
         st.uncompressed, st.compressed, st.loose, st.bsdiff
     ));
     s
-}
-
-/// Megabyte options of `static-delta generate` (upstream takes MiB).
-fn mib_option(p: &Parsed, name: &str, default: u64) -> R<u64> {
-    match p.value(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u64>()
-            .map(|m| m * 1024 * 1024)
-            .map_err(|_| Fail(format!("Cannot parse integer value “{v}” for --{name}"))),
-    }
 }
 
 fn static_delta(args: &[String]) -> R {
@@ -1914,8 +1904,8 @@ fn static_delta(args: &[String]) -> R {
             let mut opts = delta::GenerateOptions::new(from, to);
             opts.inline = p.flag("inline");
             opts.min_fallback_size =
-                mib_option(&p, "min-fallback-size", delta::DEFAULT_MIN_FALLBACK_SIZE)?;
-            opts.max_chunk_size = mib_option(&p, "max-chunk-size", delta::DEFAULT_MAX_CHUNK_SIZE)?;
+                mb_option(&p, "min-fallback-size", delta::DEFAULT_MIN_FALLBACK_SIZE)?;
+            opts.max_chunk_size = mb_option(&p, "max-chunk-size", delta::DEFAULT_MAX_CHUNK_SIZE)?;
             opts.bsdiff = !p.flag("disable-bsdiff");
             opts.max_bsdiff_size =
                 mb_option(&p, "max-bsdiff-size", delta::DEFAULT_MAX_BSDIFF_SIZE)?;
