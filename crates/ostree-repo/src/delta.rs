@@ -10,9 +10,16 @@
 //! and a bytecode that rebuilds the listed objects from the blob and from
 //! objects already in the repository.
 //!
-//! Our generator writes literal objects only (`open-splice-and-close`);
-//! the executor understands every opcode, including `bspatch` deltas made by
-//! upstream. Every object produced is checksummed before it is stored.
+//! The generator follows upstream's `static-delta generate`: new objects
+//! travel whole (`open-splice-and-close`), except that in a from→to delta a
+//! modified regular file — paired with its old version by base name and
+//! size — travels as a bsdiff patch (`bspatch`, see [`crate::bsdiff`]) unless
+//! bsdiff is disabled or the pair exceeds `max-bsdiff-size`; big files
+//! become fallbacks. Unlike upstream we never emit rollsum ops (`write`s
+//! from a read source), which it prefers for a pair whose content-defined
+//! chunks are at least half unchanged: a bsdiff patch is smaller. The
+//! executor understands every opcode, and every object it produces is
+//! checksummed before it is stored.
 
 use crate::gvariant::{self, Type, Value};
 use crate::object::{self, mode, Checksum, Commit, FileHeader, ObjectType, Xattrs};
@@ -34,10 +41,16 @@ const SIGNED_TYPE: &str = "(taya{sv})";
 /// `OSTSGNDT`, the signed-superblock magic (stored big-endian).
 const SIGNED_MAGIC: u64 = 0x4F53_5453_474E_4454;
 
+/// The unit of `static-delta generate`'s size options: upstream multiplies
+/// them by 1000 × 1000, not 1024 × 1024.
+pub const MB: u64 = 1000 * 1000;
 /// Upstream's defaults for `static-delta generate`.
-pub const DEFAULT_MIN_FALLBACK_SIZE: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_MIN_FALLBACK_SIZE: u64 = 4 * MB;
 /// Parts are cut once their blob exceeds this many bytes.
-pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
+pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 32 * MB;
+/// Pairs of files bigger than this together are sent whole rather than
+/// diffed.
+pub const DEFAULT_MAX_BSDIFF_SIZE: u64 = 128 * MB;
 
 // ------------------------------------------------------------------ names
 
@@ -644,10 +657,14 @@ pub fn open_part(data: &[u8], expected: &Checksum) -> Result<PartPayload> {
     PartPayload::from_bytes(&raw)
 }
 
+/// xz preset of upstream's part compressor (`_ostree_lzma_compressor_new`).
+const PART_XZ_PRESET: u32 = 8;
+
+/// A part file: `'x'` and the xz-compressed payload. The compression is
+/// what makes bsdiff patches small (their diff bytes are mostly zero).
 fn compress_part(payload: &[u8]) -> Result<Vec<u8>> {
     let mut out = vec![b'x'];
-    lzma_rs::xz_compress(&mut std::io::Cursor::new(payload), &mut out)
-        .map_err(|e| Error::io("compressing delta part", e))?;
+    out.extend(crate::xz::compress(payload, PART_XZ_PRESET)?);
     Ok(out)
 }
 
@@ -904,7 +921,7 @@ pub fn execute_part(
                 let old = source.as_deref().ok_or_else(|| {
                     Error::Corrupt("delta part: bspatch without read source".into())
                 })?;
-                o.data = bspatch(old, patch, o.size)?;
+                o.data = crate::bsdiff::patch(old, patch, o.size)?;
             }
             op::CLOSE => {
                 let Some(((_, c), o)) = out.take() else {
@@ -939,66 +956,6 @@ pub fn execute_part(
     Ok(stats)
 }
 
-/// Applies a bsdiff patch in the format of upstream's bundled bsdiff
-/// (Colin Percival's algorithm, Matthew Endsley's stream layout, no
-/// compression): repeated control triples of 8-byte sign-magnitude
-/// integers (diff length, extra length, old-position seek), each followed
-/// by that many diff bytes (added to the old data) and extra bytes.
-pub fn bspatch(old: &[u8], patch: &[u8], new_size: u64) -> Result<Vec<u8>> {
-    let corrupt = || Error::Corrupt("Corrupt bspatch data".into());
-    let mut p = patch;
-    let mut take = |n: usize| -> Result<&[u8]> {
-        if p.len() < n {
-            return Err(corrupt());
-        }
-        let (a, b) = p.split_at(n);
-        p = b;
-        Ok(a)
-    };
-    let offtin = |b: &[u8]| -> i64 {
-        let mut y = i64::from_le_bytes(b.try_into().expect("8 bytes")) & i64::MAX;
-        if b[7] & 0x80 != 0 {
-            y = -y;
-        }
-        y
-    };
-    let new_size = usize::try_from(new_size).map_err(|_| corrupt())?;
-    let mut new = Vec::with_capacity(new_size.min(1 << 26));
-    let mut oldpos: i64 = 0;
-    while new.len() < new_size {
-        let ctrl = take(24)?;
-        let (diff, extra, seek) = (
-            offtin(&ctrl[..8]),
-            offtin(&ctrl[8..16]),
-            offtin(&ctrl[16..]),
-        );
-        if diff < 0 || extra < 0 {
-            return Err(corrupt());
-        }
-        let (diff, extra) = (diff as usize, extra as usize);
-        if new.len() + diff > new_size {
-            return Err(corrupt());
-        }
-        let d = take(diff)?;
-        for (i, b) in d.iter().enumerate() {
-            let op = oldpos.saturating_add(i as i64);
-            let ob = if op >= 0 && (op as usize) < old.len() {
-                old[op as usize]
-            } else {
-                0
-            };
-            new.push(b.wrapping_add(ob));
-        }
-        oldpos = oldpos.checked_add(diff as i64).ok_or_else(corrupt)?;
-        if new.len() + extra > new_size {
-            return Err(corrupt());
-        }
-        new.extend_from_slice(take(extra)?);
-        oldpos = oldpos.checked_add(seek).ok_or_else(corrupt)?;
-    }
-    Ok(new)
-}
-
 // -------------------------------------------------------------- generate
 
 /// Options of `static-delta generate`.
@@ -1016,6 +973,14 @@ pub struct GenerateOptions {
     /// A new part is started once a part's blob reaches this size
     /// (`--max-chunk-size`, in bytes).
     pub max_chunk_size: u64,
+    /// Send a modified file as a bsdiff patch against its counterpart in
+    /// the source commit (upstream's default; `--disable-bsdiff` clears it).
+    /// Only from→to deltas have a counterpart to diff against.
+    pub bsdiff: bool,
+    /// A pair is diffed only while old and new together are at most this
+    /// many bytes (`--max-bsdiff-size`): diffing holds both files and a
+    /// suffix array of the old one in memory.
+    pub max_bsdiff_size: u64,
     /// Write big-endian integers, as a big-endian generator would
     /// (`--swap-endianness`; for testing readers).
     pub swap_endianness: bool,
@@ -1037,6 +1002,8 @@ impl GenerateOptions {
             inline: false,
             min_fallback_size: DEFAULT_MIN_FALLBACK_SIZE,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
+            bsdiff: true,
+            max_bsdiff_size: DEFAULT_MAX_BSDIFF_SIZE,
             swap_endianness: false,
             metadata: Vec::new(),
             timestamp: None,
@@ -1074,6 +1041,165 @@ fn tree_objects(repo: &Repo, c: &Checksum) -> Result<Vec<(ObjectType, Checksum)>
     Ok(meta)
 }
 
+// ------------------------------------------------------- similar objects
+
+/// How much (percent) two files' sizes may differ for one to count as a
+/// new version of the other (upstream's
+/// `CONTENT_SIZE_SIMILARITY_THRESHOLD_PERCENT`).
+const SIMILARITY_PERCENT: u32 = 30;
+
+/// A new regular file of the target paired with the file of the source
+/// commit it most likely replaces.
+#[derive(Debug, Clone, PartialEq)]
+struct Similar {
+    to: Checksum,
+    to_size: u64,
+    from: Checksum,
+    from_size: u64,
+    from_mode: u32,
+}
+
+/// A regular file of a commit: its size and every base name it has there.
+struct SizeNames {
+    checksum: Checksum,
+    size: u64,
+    mode: u32,
+    names: Vec<String>,
+}
+
+impl SizeNames {
+    /// Upstream never diffs empty files, nor files known to be compressed
+    /// (`.xz`, `.bz2`; `.gz` stays in, it may be `--rsyncable`), where a
+    /// small change rewrites everything after it.
+    fn is_candidate(&self) -> bool {
+        self.size > 0
+            && !self
+                .names
+                .iter()
+                .any(|n| matches!(n.rsplit_once('.'), Some((_, "xz" | "bz2"))))
+    }
+}
+
+/// The part of a name before its first dot, when that part is not empty:
+/// upstream's second, "fuzzy" pass pairs `libfoo.so.1` with `libfoo.so.2`.
+fn fuzzy_stem(name: &str) -> Option<&str> {
+    match name.find('.') {
+        Some(0) | None => None,
+        Some(i) => Some(&name[..i]),
+    }
+}
+
+/// Base names of every file entry of a commit, by content checksum. Each
+/// distinct dirtree is read once: a repeated subtree adds no new names.
+fn file_names(repo: &Repo, commit: &Checksum) -> Result<HashMap<Checksum, Vec<String>>> {
+    let mut out: HashMap<Checksum, Vec<String>> = HashMap::new();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![repo.load_commit(commit)?.root_tree];
+    while let Some(t) = stack.pop() {
+        if !seen.insert(t) {
+            continue;
+        }
+        let tree = repo.load_dirtree(&t)?;
+        for (name, c) in tree.files {
+            out.entry(c).or_default().push(name);
+        }
+        stack.extend(tree.dirs.into_iter().map(|(_, tc, _)| tc));
+    }
+    Ok(out)
+}
+
+/// Upstream's `_ostree_delta_compute_similar_objects`: each new regular
+/// file of `to` (`new_regular`: checksum, size) is paired with a regular
+/// file of `from` whose size is within [`SIMILARITY_PERCENT`] and which
+/// shares a base name with it — an exact name first, else the same stem
+/// before the first dot. Among several, the smallest such file wins.
+fn similar_objects(
+    repo: &Repo,
+    from: &Checksum,
+    to: &Checksum,
+    new_regular: &[(Checksum, u64)],
+) -> Result<Vec<Similar>> {
+    let mut to_names = file_names(repo, to)?;
+    let mut targets: Vec<SizeNames> = new_regular
+        .iter()
+        .map(|(c, size)| SizeNames {
+            checksum: *c,
+            size: *size,
+            mode: 0,
+            names: to_names.remove(c).unwrap_or_default(),
+        })
+        .collect();
+    let exact: BTreeSet<&str> = targets
+        .iter()
+        .flat_map(|t| t.names.iter().map(String::as_str))
+        .collect();
+    let stems: BTreeSet<&str> = targets
+        .iter()
+        .flat_map(|t| t.names.iter().filter_map(|n| fuzzy_stem(n)))
+        .collect();
+    // Only files sharing a name or stem with some target can ever pair up;
+    // skipping the others saves reading the header of every source file.
+    let mut sources = Vec::new();
+    for (c, names) in file_names(repo, from)? {
+        let related = names.iter().any(|n| {
+            exact.contains(n.as_str()) || fuzzy_stem(n).is_some_and(|s| stems.contains(s))
+        });
+        if !related {
+            continue;
+        }
+        let obj = repo.open_content(&c)?;
+        if mode::is_reg(obj.header.mode) {
+            sources.push(SizeNames {
+                checksum: c,
+                size: obj.size,
+                mode: obj.header.mode,
+                names,
+            });
+        }
+    }
+    // Ties broken by checksum so the pairing does not depend on hash order.
+    sources.sort_by_key(|s| (s.size, s.checksum));
+    targets.sort_by_key(|t| (t.size, t.checksum));
+
+    let same_name = |a: &str, b: &str, fuzzy: bool| match (fuzzy, fuzzy_stem(a), fuzzy_stem(b)) {
+        (true, Some(x), Some(y)) => x == y,
+        _ => a == b,
+    };
+    let shares_name = |a: &SizeNames, b: &SizeNames, fuzzy: bool| {
+        a.names
+            .iter()
+            .any(|x| b.names.iter().any(|y| same_name(x, y, fuzzy)))
+    };
+    let mut out = Vec::new();
+    for t in targets.iter().filter(|t| t.is_candidate()) {
+        // Upstream's float arithmetic, truncated, so borderline sizes agree.
+        let min = (t.size as f64 * (1.0 - f64::from(SIMILARITY_PERCENT) / 100.0)) as u64;
+        let max = (t.size as f64 * (1.0 + f64::from(SIMILARITY_PERCENT) / 100.0)) as u64;
+        let start = sources.partition_point(|s| s.size < min);
+        let in_range = || {
+            sources[start..]
+                .iter()
+                .take_while(|s| s.size <= max)
+                .filter(|s| s.is_candidate())
+        };
+        let found = in_range()
+            .find(|s| shares_name(s, t, false))
+            .or_else(|| in_range().find(|s| shares_name(s, t, true)));
+        if let Some(s) = found {
+            out.push(Similar {
+                to: t.checksum,
+                to_size: t.size,
+                from: s.checksum,
+                from_size: s.size,
+                from_mode: s.mode,
+            });
+        }
+    }
+    Ok(out)
+}
+
+// ----------------------------------------------------------------- parts
+
 struct PartBuilder {
     payload: PartPayload,
     objects: Vec<(ObjectType, Checksum)>,
@@ -1103,7 +1229,9 @@ impl PartBuilder {
         self.usize += data.len() as u64;
     }
 
-    fn add_content(&mut self, c: Checksum, h: &FileHeader, data: &[u8]) {
+    /// Indexes of the header's ownership/mode and xattrs in the part's
+    /// tables, adding them on first use.
+    fn table_indexes(&mut self, h: &FileHeader) -> (u64, u64) {
         let key = (h.uid, h.gid, h.mode);
         let n = self.payload.modes.len() as u64;
         let mi = *self.modes.entry(key).or_insert_with(|| {
@@ -1115,6 +1243,11 @@ impl PartBuilder {
             self.payload.xattrs.push(h.xattrs.clone());
             n
         });
+        (mi, xi)
+    }
+
+    fn add_content(&mut self, c: Checksum, h: &FileHeader, data: &[u8]) {
+        let (mi, xi) = self.table_indexes(h);
         let off = self.payload.blob.len() as u64;
         self.payload.blob.extend_from_slice(data);
         let o = &mut self.payload.ops;
@@ -1126,9 +1259,41 @@ impl PartBuilder {
         self.objects.push((ObjectType::File, c));
         self.usize += data.len() as u64;
     }
+
+    /// A content object rebuilt by patching `from`, in upstream's op order:
+    /// set-read-source, open, bspatch, close, unset-read-source. The source
+    /// checksum and the patch go into the blob.
+    fn add_bsdiff(
+        &mut self,
+        c: Checksum,
+        h: &FileHeader,
+        size: u64,
+        from: &Checksum,
+        patch: &[u8],
+    ) {
+        let (mi, xi) = self.table_indexes(h);
+        let source_off = self.payload.blob.len() as u64;
+        self.payload.blob.extend_from_slice(from);
+        let patch_off = self.payload.blob.len() as u64;
+        self.payload.blob.extend_from_slice(patch);
+        let o = &mut self.payload.ops;
+        o.push(op::SET_READ_SOURCE);
+        put_varint(o, source_off);
+        o.push(op::OPEN);
+        put_varint(o, mi);
+        put_varint(o, xi);
+        put_varint(o, size);
+        o.push(op::BSPATCH);
+        put_varint(o, patch_off);
+        put_varint(o, patch.len() as u64);
+        o.push(op::CLOSE);
+        o.push(op::UNSET_READ_SOURCE);
+        self.objects.push((ObjectType::File, c));
+        self.usize += size;
+    }
 }
 
-/// What [`generate`] produced.
+/// What [`generate`] produced; the CLI prints upstream's statistics from it.
 #[derive(Debug, Clone)]
 pub struct GenerateStats {
     /// The delta's name.
@@ -1143,11 +1308,39 @@ pub struct GenerateStats {
     pub compressed: u64,
     /// Sum of object sizes in parts.
     pub uncompressed: u64,
+    /// New regular files paired with a similar file of the source commit.
+    pub modified: usize,
+    /// Objects sent as bsdiff patches.
+    pub bsdiff: usize,
+    /// New metadata objects, the target commit included (it travels in the
+    /// superblock).
+    pub new_metadata: usize,
+    /// New regular files.
+    pub new_regular: usize,
+    /// New symbolic links.
+    pub new_symlinks: usize,
+    /// Stored size of the objects the parts carry whole (upstream's
+    /// "loose" figure).
+    pub loose: u64,
+    /// Each part's object count, file size and object bytes.
+    pub part_sizes: Vec<(usize, u64, u64)>,
+    /// Each fallback object with its content size.
+    pub fallback_objects: Vec<(Checksum, u64)>,
+}
+
+fn storage_size(repo: &Repo, ty: ObjectType, c: &Checksum) -> u64 {
+    fs::symlink_metadata(repo.object_path(ty, c))
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 /// Generates a delta into the repository's `deltas/` directory, replacing
 /// any delta of the same name. The superblock is written last, so a
 /// half-written delta is never listed.
+///
+/// Objects go in upstream's order: metadata, then bsdiff patches for
+/// modified files (from→to deltas only), then whole regular files (or
+/// fallbacks, for big ones), then symbolic links.
 pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateStats> {
     let name = DeltaName {
         from: opts.from,
@@ -1162,36 +1355,115 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateStats> {
         .into_iter()
         .filter(|o| !skip.contains(o))
         .collect();
+    let (meta, content): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(ty, _)| ty.is_meta());
+    let mut regular = Vec::new();
+    let mut symlinks = Vec::new();
+    for (_, c) in &content {
+        let obj = repo.open_content(c)?;
+        if mode::is_lnk(obj.header.mode) {
+            symlinks.push(*c);
+        } else {
+            regular.push((*c, obj.size));
+        }
+    }
+    let modified = match &opts.from {
+        Some(f) => similar_objects(repo, f, &opts.to, &regular)?,
+        None => Vec::new(),
+    };
+    let diffed: Vec<&Similar> = modified
+        .iter()
+        .filter(|s| {
+            // The client reads the old file as itself: a source only its
+            // owner may read could fail there (upstream's rule).
+            let readable = s.from_mode & 0o004 != 0;
+            opts.bsdiff
+                && readable
+                && s.from_size.saturating_add(s.to_size) <= opts.max_bsdiff_size
+                && s.from_size <= crate::bsdiff::MAX_OLD_SIZE
+        })
+        .collect();
 
+    let mut stats = GenerateStats {
+        name,
+        parts: 0,
+        objects: 0,
+        fallbacks: 0,
+        compressed: 0,
+        uncompressed: 0,
+        modified: modified.len(),
+        bsdiff: diffed.len(),
+        new_metadata: meta.len() + 1,
+        new_regular: regular.len(),
+        new_symlinks: symlinks.len(),
+        loose: 0,
+        part_sizes: Vec::new(),
+        fallback_objects: Vec::new(),
+    };
     let mut parts: Vec<PartBuilder> = vec![PartBuilder::new()];
     let mut fallbacks = Vec::new();
-    for (ty, c) in &wanted {
+    for (ty, c) in &meta {
         if parts.last().expect("one part").payload.blob.len() as u64 >= opts.max_chunk_size {
             parts.push(PartBuilder::new());
         }
-        if ty.is_meta() {
-            let data = repo.read_metadata(*ty, c)?;
-            parts
-                .last_mut()
-                .expect("one part")
-                .add_metadata(*ty, *c, &data);
-            continue;
+        let data = repo.read_metadata(*ty, c)?;
+        stats.loose += storage_size(repo, *ty, c);
+        parts
+            .last_mut()
+            .expect("one part")
+            .add_metadata(*ty, *c, &data);
+    }
+    for s in &diffed {
+        // Upstream's rule for patches: a new part only once the blob is
+        // over the limit (a patch's size is not known in advance).
+        let cur = parts.last().expect("one part");
+        if !cur.objects.is_empty() && cur.payload.blob.len() as u64 > opts.max_chunk_size {
+            parts.push(PartBuilder::new());
+        }
+        let old = read_source(repo, &s.from)?;
+        let header = repo.open_content(&s.to)?.header;
+        let new = read_source(repo, &s.to)?;
+        let patch = crate::bsdiff::diff(&old, &new).map_err(|e| {
+            Error::Invalid(format!(
+                "bsdiff of {} against {}: {e}",
+                object::to_hex(&s.to),
+                object::to_hex(&s.from)
+            ))
+        })?;
+        parts.last_mut().expect("one part").add_bsdiff(
+            s.to,
+            &header,
+            new.len() as u64,
+            &s.from,
+            &patch,
+        );
+    }
+    let diffed: BTreeSet<Checksum> = diffed.iter().map(|s| s.to).collect();
+    let whole = regular
+        .iter()
+        .map(|(c, _)| c)
+        .filter(|c| !diffed.contains(*c))
+        .chain(&symlinks);
+    for c in whole {
+        if parts.last().expect("one part").payload.blob.len() as u64 >= opts.max_chunk_size {
+            parts.push(PartBuilder::new());
         }
         let obj = repo.open_content(c)?;
         if opts.min_fallback_size > 0 && obj.size > opts.min_fallback_size {
-            let stored = fs::symlink_metadata(repo.object_path(*ty, c))
+            let stored = fs::symlink_metadata(repo.object_path(ObjectType::File, c))
                 .map(|m| m.len())
                 .unwrap_or(obj.size);
             fallbacks.push(Fallback {
-                objtype: *ty,
+                objtype: ObjectType::File,
                 checksum: *c,
                 compressed_size: stored,
                 uncompressed_size: obj.size,
             });
+            stats.fallback_objects.push((*c, obj.size));
             continue;
         }
         let header = obj.header.clone();
         let data = read_source(repo, c)?;
+        stats.loose += storage_size(repo, ObjectType::File, c);
         parts
             .last_mut()
             .expect("one part")
@@ -1201,6 +1473,8 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateStats> {
     if parts.len() > 1 && parts.last().is_some_and(|p| p.objects.is_empty()) {
         parts.pop();
     }
+    stats.parts = parts.len();
+    stats.fallbacks = fallbacks.len();
 
     let dir = repo.path().join(name.relpath());
     if dir.exists() {
@@ -1221,14 +1495,6 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateStats> {
         metadata.push((format!("{}/commitmeta", name.relpath()), v));
     }
     let mut headers = Vec::new();
-    let mut stats = GenerateStats {
-        name,
-        parts: parts.len(),
-        objects: 0,
-        fallbacks: fallbacks.len(),
-        compressed: 0,
-        uncompressed: 0,
-    };
     for (i, p) in parts.iter().enumerate() {
         let file = compress_part(&p.payload.to_bytes())?;
         let checksum: Checksum = Sha256::digest(&file).into();
@@ -1244,6 +1510,9 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateStats> {
         stats.objects += p.objects.len();
         stats.compressed += file.len() as u64;
         stats.uncompressed += p.usize;
+        stats
+            .part_sizes
+            .push((p.objects.len(), file.len() as u64, p.usize));
         headers.push(PartHeader {
             version: 0,
             checksum,
@@ -1890,34 +2159,6 @@ mod tests {
             put_varint(&mut b, v);
             assert_eq!(OpReader { ops: &b, pos: 0 }.varint().unwrap(), v);
         }
-    }
-
-    /// Builds a patch the way bsdiff's stream writer lays it out.
-    fn ctrl(out: &mut Vec<u8>, x: i64) {
-        let mut b = x.unsigned_abs().to_le_bytes();
-        if x < 0 {
-            b[7] |= 0x80;
-        }
-        out.extend_from_slice(&b);
-    }
-
-    #[test]
-    fn bspatch_applies_diff_extra_and_seek() {
-        let old = b"hello world";
-        // new = "hellO" (diff over old[0..5]) + "!!" (extra), then seek back
-        // to 0 and diff 2 more bytes: "he".
-        let mut p = Vec::new();
-        ctrl(&mut p, 5);
-        ctrl(&mut p, 2);
-        ctrl(&mut p, -5);
-        p.extend_from_slice(&[0, 0, 0, 0, b'O'.wrapping_sub(b'o')]);
-        p.extend_from_slice(b"!!");
-        ctrl(&mut p, 2);
-        ctrl(&mut p, 0);
-        ctrl(&mut p, 0);
-        p.extend_from_slice(&[0, 0]);
-        assert_eq!(bspatch(old, &p, 9).unwrap(), b"hellO!!he");
-        assert!(bspatch(old, &p[..10], 9).is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! * [`object`] — typed objects (commit, dirtree, dirmeta, content header)
 //!   and their checksums;
 //! * [`Repo`] — the loose-object store, refs, config, transactions;
-//! * [`commit`], [`checkout`], [`fsck`], [`prune`], [`delta`], [`pull`],
+//! * [`commit`], [`checkout`], [`fsck`], [`prune`], [`delta`] (with
+//!   [`bsdiff`] for its patches), [`pull`],
 //!   [`pull_http`], [`summary`] — the operations behind the CLI;
 //! * [`progress`] — live counters of a running commit or pull.
 //!
@@ -18,6 +19,7 @@
 //! let checksum = ostree_repo::commit::commit_dirs(&repo, &["tree".into()], &opts).unwrap();
 //! ```
 
+pub mod bsdiff;
 pub mod checkout;
 pub mod commit;
 pub mod delta;
@@ -37,6 +39,7 @@ pub mod sign;
 pub(crate) mod statcache;
 pub mod summary;
 mod sys;
+mod xz;
 
 pub use object::{Checksum, ObjectType};
 pub use repo::{

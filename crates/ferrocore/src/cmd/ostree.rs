@@ -1741,15 +1741,47 @@ fn summary(args: &[String]) -> R {
     Ok(())
 }
 
-/// Megabyte options of `static-delta generate` (upstream takes MiB).
-fn mib_option(p: &Parsed, name: &str, default: u64) -> R<u64> {
+/// The size options of `static-delta generate`, in upstream's megabytes
+/// of 1000 × 1000 bytes.
+fn mb_option(p: &Parsed, name: &str, default: u64) -> R<u64> {
     match p.value(name) {
         None => Ok(default),
         Some(v) => v
             .parse::<u64>()
-            .map(|m| m * 1024 * 1024)
-            .map_err(|_| Fail(format!("Cannot parse integer value “{v}” for --{name}"))),
+            .ok()
+            .and_then(|m| m.checked_mul(ostree_repo::delta::MB))
+            .ok_or_else(|| Fail(format!("Cannot parse integer value “{v}” for --{name}"))),
     }
+}
+
+/// What upstream's `static-delta generate` reports about the delta it made.
+/// We never use rollsum, so its lines stay at zero; upstream's per-file
+/// rollsum lines have no counterpart.
+fn generate_report(st: &ostree_repo::delta::GenerateStats) -> String {
+    let mut s = format!(
+        "modified: {}\nnew reachable: metadata={} content regular={} symlink={}\nrollsum for 0/{} modified\n",
+        st.modified, st.new_metadata, st.new_regular, st.new_symlinks, st.modified
+    );
+    for i in 0..st.bsdiff {
+        s.push_str(&format!("processing bsdiff: [{i}/{}]\n", st.bsdiff));
+    }
+    for (c, size) in &st.fallback_objects {
+        // GLib puts a no-break space between number and unit (fallbacks
+        // are over a megabyte, so there always is a unit).
+        let size = ostree_repo::pull_http::format_size(*size).replacen(' ', "\u{a0}", 1);
+        s.push_str(&format!("fallback for {} ({size})\n", object::to_hex(c)));
+    }
+    for (i, (n, compressed, uncompressed)) in st.part_sizes.iter().enumerate() {
+        s.push_str(&format!(
+            "part {} n:{n} compressed:{compressed} uncompressed:{uncompressed}\n",
+            i + 1
+        ));
+    }
+    s.push_str(&format!(
+        "uncompressed={} compressed={} loose={}\nrollsum=0 objects, 0 bytes\nbsdiff={} objects\n",
+        st.uncompressed, st.compressed, st.loose, st.bsdiff
+    ));
+    s
 }
 
 fn static_delta(args: &[String]) -> R {
@@ -1872,8 +1904,11 @@ fn static_delta(args: &[String]) -> R {
             let mut opts = delta::GenerateOptions::new(from, to);
             opts.inline = p.flag("inline");
             opts.min_fallback_size =
-                mib_option(&p, "min-fallback-size", delta::DEFAULT_MIN_FALLBACK_SIZE)?;
-            opts.max_chunk_size = mib_option(&p, "max-chunk-size", delta::DEFAULT_MAX_CHUNK_SIZE)?;
+                mb_option(&p, "min-fallback-size", delta::DEFAULT_MIN_FALLBACK_SIZE)?;
+            opts.max_chunk_size = mb_option(&p, "max-chunk-size", delta::DEFAULT_MAX_CHUNK_SIZE)?;
+            opts.bsdiff = !p.flag("disable-bsdiff");
+            opts.max_bsdiff_size =
+                mb_option(&p, "max-bsdiff-size", delta::DEFAULT_MAX_BSDIFF_SIZE)?;
             for secret in p.values("sign") {
                 opts.sign
                     .push((sign_engine(p.value("sign-type"))?, secret.clone()));
@@ -1897,12 +1932,8 @@ fn static_delta(args: &[String]) -> R {
                 object::to_hex(&to)
             );
             let st = delta::generate(&repo, &opts)?;
-            // Upstream's statistics; we never emit rollsum or bsdiff ops.
-            out.push_str(&format!(
-                "new reachable: objects={}\npart {} n:{} compressed:{} uncompressed:{}\nuncompressed={} compressed={}\nrollsum=0 objects, 0 bytes\nbsdiff=0 objects\n",
-                st.objects + st.fallbacks, st.parts, st.objects, st.compressed, st.uncompressed,
-                st.uncompressed, st.compressed
-            ));
+            // Upstream's statistics, which its 2022 CLI prints on stderr.
+            eprint!("{}", generate_report(&st));
         }
         other => return fail(format!("Unknown static-delta subcommand '{other}'")),
     }
