@@ -643,7 +643,6 @@ pub fn commit_with_progress(
             Ok(())
         };
         let r = scan();
-        drop(scan);
         if r.is_err() {
             // Files already handed out are not worth finishing.
             failed.store(true, Ordering::Relaxed);

@@ -209,7 +209,7 @@ impl StatCache {
         if !self.enabled || new.is_empty() {
             return;
         }
-        new.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        new.sort_unstable_by_key(|a| a.0);
         new.dedup_by(|a, b| a.0 == b.0);
         let keep = (new.len() * 2).max(MIN_KEEP).saturating_sub(new.len());
         let mut all = new.clone();
@@ -221,7 +221,7 @@ impl StatCache {
         );
         // Sorted, so that the file is the same whatever order threads and
         // the hash map produced.
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.sort_unstable_by_key(|a| a.0);
         let path = repo.path().join(FILE);
         if let Some(dir) = path.parent() {
             if std::fs::create_dir_all(dir).is_err() {
