@@ -16,7 +16,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub use crate::statcache::applies_to as stat_cache_applies;
@@ -192,6 +192,18 @@ impl Modifier<'_> {
 const BATCH_FILES: usize = 32;
 /// Bytes per pool task at most, so that big files spread over threads.
 const BATCH_BYTES: u64 = 1 << 20;
+
+/// Batches handed out and not finished, at most, before the walk helps.
+const MAX_PENDING_BATCHES: usize = 64;
+
+/// Counts a pool task as finished however it ends.
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A file or symlink the scan found, handed to the pool.
 struct Found {
@@ -569,14 +581,18 @@ pub fn commit_with_progress(
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let mut count = 0usize;
+    let pending = AtomicUsize::new(0);
     let scanned = rayon::scope(|s| -> Result<()> {
+        let pending = &pending;
         let (tx, found, failed, first_error) = (&tx, &found, &failed, &first_error);
         let modi = &modi;
         // Files go to the pool in batches: one task and one lock per batch,
         // not per file, which is most of the cost when little is read
         // (a re-commit that the stat cache answers).
         let spawn_batch = |batch: Vec<(usize, Found)>| {
+            pending.fetch_add(1, Ordering::Relaxed);
             s.spawn(move |_| {
+                let _done = Decrement(pending);
                 let mut done = Vec::with_capacity(batch.len());
                 let mut learned = Vec::new();
                 for (i, f) in batch {
@@ -612,6 +628,14 @@ pub fn commit_with_progress(
             if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
                 spawn_batch(std::mem::take(&mut batch));
                 batch_bytes = 0;
+                // A walk far ahead of the hashing would only hold memory
+                // (a tree's worth of stat results); the walker hashes too
+                // meanwhile, so no core idles.
+                while pending.load(Ordering::Relaxed) > MAX_PENDING_BATCHES {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::thread::yield_now();
+                    }
+                }
             }
             i
         };
