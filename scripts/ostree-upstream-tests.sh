@@ -20,7 +20,7 @@ if [ ! -d "$T" ]; then
 fi
 
 # Tests that pass against ferrocore today; a failure here is a regression.
-MUST_PASS=(test-auto-summary.sh test-pull-mirror-summary.sh test-pull-bareuseronly.sh test-pull-depth.sh test-local-pull-depth.sh test-prune-collections.sh test-init-collections.sh test-prune.sh test-summary-update.sh test-pull-bare.sh test-pull-bareuser.sh test-corruption.sh test-commit-timestamp.sh test-refs.sh test-local-pull.sh test-archivez.sh test-config.sh test-signed-commit.sh test-basic-user.sh test-basic-user-only.sh)
+MUST_PASS=(test-auto-summary.sh test-pull-mirror-summary.sh test-pull-bareuseronly.sh test-pull-depth.sh test-local-pull-depth.sh test-prune-collections.sh test-init-collections.sh test-prune.sh test-summary-update.sh test-pull-bare.sh test-pull-bareuser.sh test-corruption.sh test-commit-timestamp.sh test-refs.sh test-local-pull.sh test-archivez.sh test-config.sh test-signed-commit.sh test-basic-user.sh test-basic-user-only.sh test-pull-collections.sh test-remote-add-collections.sh test-refs-collections.sh test-summary-collections.sh test-fsck-collections.sh)
 # The target list of the ostree issue (all must pass eventually).
 TARGET=(test-basic-user.sh test-basic-user-only.sh test-archivez.sh test-refs.sh
         test-local-pull.sh test-pull-bare.sh test-pull-bareuser.sh test-corruption.sh
@@ -29,7 +29,10 @@ TARGET=(test-basic-user.sh test-basic-user-only.sh test-archivez.sh test-refs.sh
         # Also passing, kept as regression gates:
         test-pull-bareuseronly.sh test-pull-depth.sh test-local-pull-depth.sh
         test-prune-collections.sh test-init-collections.sh test-pull-mirror-summary.sh
-        test-auto-summary.sh)
+        test-auto-summary.sh
+        # Collection-aware pulls, refs, summaries and fsck:
+        test-pull-collections.sh test-remote-add-collections.sh test-refs-collections.sh
+        test-summary-collections.sh test-fsck-collections.sh)
 
 if [ -z "${OSTREE_BIN:-}" ]; then
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}

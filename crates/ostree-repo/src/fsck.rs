@@ -3,6 +3,7 @@
 
 use crate::gvariant::{self, Type};
 use crate::object::{self, Checksum, Commit, DirMeta, DirTree, FileHeader, ObjectType};
+use crate::pull::verify_bindings;
 use crate::{Error, Repo, Result};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,15 @@ pub struct FsckOptions {
     /// Collect commits whose parent is missing into
     /// [`FsckReport::tombstone_candidates`] (`--add-tombstones`).
     pub add_tombstones: bool,
+    /// Check every ref's commit with [`verify_bindings`]: it must be bound
+    /// to the ref (and a collection ref's commit to its collection)
+    /// (`--verify-bindings`).
+    pub verify_bindings: bool,
+    /// Check that every ref a commit is bound to exists and points to it
+    /// (`--verify-back-refs`). Upstream documents that this implies
+    /// `--verify-bindings` but only turns that on after the refs are
+    /// checked, so in effect it does not; neither do we.
+    pub verify_back_refs: bool,
 }
 
 /// What fsck found.
@@ -166,12 +176,37 @@ pub fn fsck(
                 "Loading commit for ref {name}: No such metadata object {}.commit",
                 object::to_hex(&c)
             ));
+        } else if opts.verify_bindings {
+            // A remote ref is bound by its name on the remote.
+            let bare = name.split_once(':').map_or(name.as_str(), |(_, n)| n);
+            check_ref_bindings(repo, &c, None, bare)?;
+        }
+    }
+    // Refs of collections: the repository's own (when it has one) and the
+    // mirrored ones; remote refs were checked above.
+    for ((coll, name), c) in repo.list_collection_refs()? {
+        if !repo.has_object(ObjectType::Commit, &c) {
+            report.errors.push(format!(
+                "Loading commit for ref ({coll}, {name}): No such metadata object {}.commit",
+                object::to_hex(&c)
+            ));
+        } else if opts.verify_bindings {
+            check_ref_bindings(repo, &c, Some(&coll), &name)?;
         }
     }
     if !report.errors.is_empty() && !opts.all {
         return Ok(report);
     }
     let commits = repo.list_objects(&[ObjectType::Commit])?;
+    if opts.verify_back_refs {
+        let collection_refs = repo.list_collection_refs_with_remotes()?;
+        for (c, _) in &commits {
+            // A corrupt commit is reported with the other objects.
+            if let Ok(commit) = repo.load_commit(c) {
+                verify_back_refs(repo, &commit, c, &collection_refs)?;
+            }
+        }
+    }
     let mut all_objects: BTreeMap<(ObjectType, Checksum), Vec<Checksum>> = BTreeMap::new();
     // Commits whose objects are missing, or (with --delete) were deleted:
     // they get marked partial so a later pull re-fetches them (upstream
@@ -260,6 +295,69 @@ pub fn fsck(
         report.marked_partial.push(c);
     }
     Ok(report)
+}
+
+/// [`verify_bindings`] for the commit `c` a ref points to; a commit that
+/// does not parse is left to the object verification to report.
+fn check_ref_bindings(
+    repo: &Repo,
+    c: &Checksum,
+    collection: Option<&str>,
+    name: &str,
+) -> Result<()> {
+    match repo.load_commit(c) {
+        Ok(commit) => verify_bindings(&commit, c, collection, Some(name)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// `--verify-back-refs`: every ref in `commit`'s `ostree.ref-binding` (in
+/// its `ostree.collection-binding` collection, if any) must exist and
+/// point to it, so a repository does not advertise bindings its refs
+/// contradict.
+fn verify_back_refs(
+    repo: &Repo,
+    commit: &Commit,
+    c: &Checksum,
+    collection_refs: &BTreeMap<(String, String), Checksum>,
+) -> Result<()> {
+    use crate::gvariant::{Type, Value};
+    let Some(Value::Array(Type::Str, bound)) = commit.meta("ostree.ref-binding") else {
+        return Ok(());
+    };
+    let collection = match commit.meta("ostree.collection-binding") {
+        Some(Value::Str(coll)) => Some(coll.as_str()),
+        _ => None,
+    };
+    let hex = object::to_hex(c);
+    for name in bound.iter().filter_map(|v| match v {
+        Value::Str(s) => Some(s.as_str()),
+        _ => None,
+    }) {
+        let (target, what) = match collection {
+            Some(coll) => (
+                collection_refs
+                    .get(&(coll.to_string(), name.to_string()))
+                    .copied(),
+                format!("Collection–ref ({coll}, {name})"),
+            ),
+            None => (repo.resolve_rev(name, true)?, format!("Ref ‘{name}’")),
+        };
+        match target {
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{what} in bindings for commit {hex} does not exist"
+                )))
+            }
+            Some(t) if t != *c => {
+                return Err(Error::Invalid(format!(
+                    "{what} in bindings for commit {hex} does not resolve to that commit"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// `fsck --add-tombstones`: enables `core.tombstone-commits` and deletes

@@ -11,6 +11,7 @@
 //!   [`bsdiff`] for its patches), [`pull`],
 //!   [`pull_http`], [`summary`] — the operations behind the CLI;
 //! * [`progress`] — live counters of a running commit or pull.
+//! * [`find_remotes`] — which configured remotes serve collection refs.
 //!
 //! ```no_run
 //! use ostree_repo::{Repo, RepoMode, commit::CommitOptions};
@@ -25,6 +26,7 @@ pub mod commit;
 pub mod delta;
 pub mod diff;
 pub mod display;
+pub mod find_remotes;
 pub mod fsck;
 pub mod gvariant;
 pub mod keyfile;

@@ -8,6 +8,132 @@ use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 
+/// A ref of a collection to pull (`find-remotes --pull`): upstream's
+/// `OstreeCollectionRef`, optionally with the commit already known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionRef {
+    /// Collection ID, e.g. `org.example.Os`.
+    pub collection: String,
+    /// Ref name within the collection.
+    pub name: String,
+    /// The commit to pull; `None` resolves it at the source.
+    pub commit: Option<Checksum>,
+}
+
+/// A ref (or bare commit) a pull resolved at its source.
+#[derive(Debug, Clone)]
+pub(crate) struct Wanted {
+    /// Ref name; `None` when pulled by checksum.
+    pub name: Option<String>,
+    /// The collection the ref was found in at the source (`None`: the
+    /// source has none), which decides where a mirror pull writes it.
+    pub collection: Option<String>,
+    pub commit: Checksum,
+}
+
+impl Wanted {
+    /// The `(name, commit)` pairs static deltas are searched for.
+    pub(crate) fn delta_targets(wanted: &[Wanted]) -> Vec<(Option<String>, Checksum)> {
+        wanted.iter().map(|w| (w.name.clone(), w.commit)).collect()
+    }
+}
+
+/// Queues the ref updates of a finished pull: a mirror keeps each ref in
+/// its collection (the destination's own, or none, as a local ref; others
+/// in `refs/mirrors/`), any other pull writes `refs/remotes/REMOTE/` (or
+/// local refs when there is no remote name, as `pull-local` does).
+pub(crate) fn queue_refs(
+    tx: &crate::Transaction<'_>,
+    wanted: &[Wanted],
+    mirror: bool,
+    remote: Option<&str>,
+) -> Result<()> {
+    for w in wanted {
+        let Some(name) = &w.name else { continue };
+        // A source's remote ref (`REMOTE:REF`) lands under its bare name.
+        let name = name.split_once(':').map_or(name.as_str(), |(_, n)| n);
+        if mirror {
+            tx.set_collection_ref(w.collection.as_deref(), name, Some(w.commit))?;
+        } else {
+            tx.set_ref(remote, name, Some(w.commit))?;
+        }
+    }
+    Ok(())
+}
+
+/// Upstream's `_ostree_repo_verify_bindings`: whether `commit` may be what
+/// `ref_name` (pulled from a source of collection `collection_id`) points
+/// to. A commit that lists the refs it was made for must list this one, so
+/// a source cannot pass off one branch's commit as another's; when a
+/// collection applies, the commit must also carry that collection in
+/// `ostree.collection-binding` (and have a ref binding at all), so a
+/// commit of another collection cannot be passed off as this one's.
+/// `ref_name` is `None` for a commit pulled by checksum or reached as a
+/// parent: then only the collection is checked.
+pub fn verify_bindings(
+    commit: &Commit,
+    checksum: &Checksum,
+    collection_id: Option<&str>,
+    ref_name: Option<&str>,
+) -> Result<()> {
+    use crate::gvariant::{Type, Value};
+    let fail = |msg: String| {
+        Err(Error::Invalid(format!(
+            "Commit {}: {msg}",
+            object::to_hex(checksum)
+        )))
+    };
+    // As GLib's typed lookup: a key of another type counts as absent.
+    let refs: Option<Vec<&str>> = match commit.meta("ostree.ref-binding") {
+        Some(Value::Array(Type::Str, items)) => Some(
+            items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Str(s) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    let Some(refs) = refs else {
+        if collection_id.is_none() {
+            return Ok(());
+        }
+        return fail("Expected commit metadata to have ref binding information, found none".into());
+    };
+    if let Some(name) = ref_name {
+        if !refs.contains(&name) {
+            let listed = if refs.is_empty() {
+                "no refs".to_string()
+            } else {
+                let quoted: Vec<String> = refs.iter().map(|r| format!("‘{r}’")).collect();
+                quoted.join(", ")
+            };
+            return fail(format!(
+                "Commit has no requested ref ‘{name}’ in ref binding metadata ({listed})"
+            ));
+        }
+    }
+    if let Some(want) = collection_id {
+        match commit.meta("ostree.collection-binding") {
+            Some(Value::Str(got)) if got == want => {}
+            Some(Value::Str(got)) => {
+                return fail(format!(
+                    "Commit has collection ID ‘{got}’ in collection binding metadata, while the remote it came from has collection ID ‘{want}’"
+                ))
+            }
+            _ => {
+                return fail(
+                    "Expected commit metadata to have collection ID binding information, found none"
+                        .into(),
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Options of `ostree pull-local`.
 #[derive(Debug, Clone, Default)]
 pub struct PullLocalOptions {
@@ -30,6 +156,14 @@ pub struct PullLocalOptions {
     pub require_static_deltas: bool,
     /// Only report what the deltas would transfer (`--dry-run`).
     pub dry_run: bool,
+    /// A mirror (`pull --mirror` from a `file://` remote): refs keep their
+    /// collection ([`queue_refs`]) and, with no refs named, the source's
+    /// mirrored collection refs are pulled too.
+    pub mirror: bool,
+    /// Skip [`verify_bindings`] (`--disable-verify-bindings`).
+    pub disable_verify_bindings: bool,
+    /// Collection refs to pull besides `refs` (`find-remotes --pull`).
+    pub collection_refs: Vec<CollectionRef>,
 }
 
 /// Counters of a pull.
@@ -97,31 +231,7 @@ pub fn pull_local_with_progress(
     progress: &Progress,
 ) -> Result<PullStats> {
     progress.reset();
-    let mut wanted: Vec<(Option<String>, Checksum)> = Vec::new();
-    if refs.is_empty() {
-        for (name, c) in src.list_refs(None)? {
-            // A remote ref cannot be mirrored under its own name (upstream's
-            // "known issue": it fails the same way).
-            if name.contains(':') {
-                return Err(Error::Invalid(format!("Invalid ref name {name}")));
-            }
-            wanted.push((Some(name), c));
-        }
-    } else {
-        for r in refs {
-            // `REF@CHECKSUM`: that commit, written to REF.
-            if let Some((name, rev)) = r.split_once('@') {
-                crate::validate_ref(name)?;
-                let c = object::from_hex(rev)
-                    .ok_or_else(|| Error::Invalid(format!("Invalid checksum '{rev}' in '{r}'")))?;
-                wanted.push((Some(name.to_string()), c));
-                continue;
-            }
-            let c = src.resolve_rev(r, false)?.expect("allow_noent is false");
-            let is_checksum = object::from_hex(r).is_some();
-            wanted.push(((!is_checksum).then(|| r.clone()), c));
-        }
-    }
+    let wanted = resolve_local(src, refs, opts)?;
     if opts.require_static_deltas && dst.mode() == RepoMode::Archive {
         return Err(Error::Invalid(
             "Can't use static deltas in an archive repo".into(),
@@ -141,7 +251,7 @@ pub fn pull_local_with_progress(
             &tx,
             &crate::delta::LocalFetcher(src),
             &meta,
-            &wanted,
+            &Wanted::delta_targets(&wanted),
             opts.remote.as_deref(),
             opts.require_static_deltas,
             opts.dry_run,
@@ -157,7 +267,10 @@ pub fn pull_local_with_progress(
     let mut metadata: BTreeSet<(ObjectType, Checksum)> = BTreeSet::new();
     let mut content: BTreeSet<Checksum> = BTreeSet::new();
     let mut commits = Vec::new();
-    for (_, c) in &wanted {
+    // Upstream takes a local source's own collection as the remote's.
+    let collection_id = src.collection_id();
+    for w in &wanted {
+        let c = &w.commit;
         let mut cur = Some(*c);
         let mut depth = opts.depth;
         while let Some(cc) = cur {
@@ -171,6 +284,10 @@ pub fn pull_local_with_progress(
                 break; // history beyond this point is not in the source
             }
             let commit = src.load_commit(&cc)?;
+            if !opts.disable_verify_bindings {
+                let name = w.name.as_deref().filter(|_| cc == *c);
+                verify_bindings(&commit, &cc, collection_id, name)?;
+            }
             commits.push(cc);
             if !opts.commit_metadata_only {
                 collect_tree(src, &commit, &mut metadata, &mut content, progress)?;
@@ -237,15 +354,7 @@ pub fn pull_local_with_progress(
         }
         progress.done(1);
     }
-    for (name, c) in &wanted {
-        if let Some(n) = name {
-            let (remote, n) = match n.split_once(':') {
-                Some((_, n)) => (opts.remote.as_deref(), n),
-                None => (opts.remote.as_deref(), n.as_str()),
-            };
-            tx.set_ref(remote, n, Some(*c))?;
-        }
-    }
+    queue_refs(&tx, &wanted, opts.mirror, opts.remote.as_deref())?;
     let stats = PullStats {
         metadata: tx.stats.metadata_written.load(Relaxed),
         content: tx.stats.content_written.load(Relaxed),
@@ -259,6 +368,105 @@ pub fn pull_local_with_progress(
         }
     }
     Ok(stats)
+}
+
+/// Resolves what a local pull takes from `src`: `refs` (names, checksums
+/// or `REF@CHECKSUM`; every local ref when empty) and `collection_refs`.
+fn resolve_local(src: &Repo, refs: &[String], opts: &PullLocalOptions) -> Result<Vec<Wanted>> {
+    // Upstream learns a ref's collection from the source's summary, so a
+    // mirror of a source without one keeps its refs local.
+    let main = if opts.mirror {
+        summary_collection_id(src)?
+    } else {
+        None
+    };
+    let mut wanted = Vec::new();
+    if refs.is_empty() && opts.collection_refs.is_empty() {
+        for (name, c) in src.list_refs(None)? {
+            if name.contains(':') {
+                // A mirror takes what the source publishes, which never
+                // includes the refs it pulled from its own remotes.
+                if opts.mirror {
+                    continue;
+                }
+                // Otherwise a remote ref cannot be copied under its own
+                // name (upstream's "known issue": it fails the same way).
+                return Err(Error::Invalid(format!("Invalid ref name {name}")));
+            }
+            wanted.push(Wanted {
+                name: Some(name),
+                collection: main.clone(),
+                commit: c,
+            });
+        }
+        if opts.mirror {
+            let own = src.collection_id();
+            for ((coll, name), c) in src.list_collection_refs()? {
+                if Some(coll.as_str()) != own {
+                    wanted.push(Wanted {
+                        name: Some(name),
+                        collection: Some(coll),
+                        commit: c,
+                    });
+                }
+            }
+        }
+    }
+    for r in refs {
+        // `REF@CHECKSUM`: that commit, written to REF.
+        if let Some((name, rev)) = r.split_once('@') {
+            crate::validate_ref(name)?;
+            let c = object::from_hex(rev)
+                .ok_or_else(|| Error::Invalid(format!("Invalid checksum '{rev}' in '{r}'")))?;
+            wanted.push(Wanted {
+                name: Some(name.to_string()),
+                collection: main.clone(),
+                commit: c,
+            });
+            continue;
+        }
+        let c = src.resolve_rev(r, false)?.expect("allow_noent is false");
+        let is_checksum = object::from_hex(r).is_some();
+        wanted.push(Wanted {
+            name: (!is_checksum).then(|| r.clone()),
+            collection: main.clone(),
+            commit: c,
+        });
+    }
+    if !opts.collection_refs.is_empty() {
+        let all = src.list_collection_refs()?;
+        for cr in &opts.collection_refs {
+            let key = (cr.collection.clone(), cr.name.clone());
+            let commit = match cr.commit.or_else(|| all.get(&key).copied()) {
+                Some(c) => c,
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "No such branch ({}, {}) in repository {}",
+                        cr.collection,
+                        cr.name,
+                        src.path().display()
+                    )))
+                }
+            };
+            wanted.push(Wanted {
+                name: Some(cr.name.clone()),
+                collection: Some(cr.collection.clone()),
+                commit,
+            });
+        }
+    }
+    Ok(wanted)
+}
+
+/// `ostree.summary.collection-id` of `repo`'s summary, if it has one.
+fn summary_collection_id(repo: &Repo) -> Result<Option<String>> {
+    let path = repo.path().join("summary");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    Ok(crate::summary::Summary::from_bytes(&bytes)?.collection_id())
 }
 
 /// Copies one content object `dst` lacks: hardlinked when the formats

@@ -10,7 +10,7 @@
 use crate::keyfile::KeyFile;
 use crate::object::{self, Checksum, Commit, DirTree, FileHeader, ObjectType};
 use crate::progress::{Phase, Progress};
-use crate::pull::{partial_path, PullStats};
+use crate::pull::{partial_path, verify_bindings, CollectionRef, PullStats, Wanted};
 use crate::{fsck, summary, Error, Repo, RepoMode, Result, Transaction};
 use flate2::read::DeflateDecoder;
 use std::collections::HashSet;
@@ -54,6 +54,13 @@ pub struct HttpPullOptions {
     pub timestamp_check: bool,
     /// Refuse commits older than this one (`--timestamp-check-from-rev`).
     pub timestamp_check_from: Option<Checksum>,
+    /// The remote's configured `collection-id`: pulled commits must be
+    /// bound to it ([`verify_bindings`]).
+    pub collection_id: Option<String>,
+    /// Skip [`verify_bindings`] (`--disable-verify-bindings`).
+    pub disable_verify_bindings: bool,
+    /// Collection refs to pull besides `refs` (`find-remotes --pull`).
+    pub collection_refs: Vec<CollectionRef>,
 }
 
 /// Counters of an HTTP pull.
@@ -285,19 +292,22 @@ fn import_filez(
     Ok(())
 }
 
-/// Resolves ref names (or full checksums) against the remote: from its
-/// summary when it has one, else from `refs/heads/REF`. With no refs, every
-/// ref of the summary is pulled.
-type Wanted = Vec<(Option<String>, Checksum)>;
-
+/// Resolves ref names (or full checksums) and collection refs against the
+/// remote: from its summary when it has one, else from `refs/heads/REF`
+/// (`refs/mirrors/COLLECTION/REF`). With nothing named, every ref of the
+/// summary is pulled, and a mirror also takes every collection of its
+/// collection map.
 fn resolve_refs(
     remote: &Remote<'_>,
     refs: &[String],
-) -> Result<(Wanted, Option<summary::Summary>)> {
-    let by_name = refs
-        .iter()
-        .any(|r| object::from_hex(r).is_none() && !r.contains('@'));
-    let summary = if by_name || refs.is_empty() {
+    opts: &HttpPullOptions,
+) -> Result<(Vec<Wanted>, Option<summary::Summary>)> {
+    let everything = refs.is_empty() && opts.collection_refs.is_empty();
+    let by_name = !opts.collection_refs.is_empty()
+        || refs
+            .iter()
+            .any(|r| object::from_hex(r).is_none() && !r.contains('@'));
+    let summary = if by_name || everything {
         match remote.get_opt("summary", MAX_METADATA_SIZE)? {
             Some(b) => Some(summary::Summary::from_bytes(&b)?),
             None => None,
@@ -305,21 +315,39 @@ fn resolve_refs(
     } else {
         None
     };
-    if refs.is_empty() {
+    if everything {
         let s = summary.ok_or_else(|| {
             Error::Invalid("No refs specified and the remote has no summary file".into())
         })?;
-        let all = s
+        let main = s.collection_id();
+        let mut all: Vec<Wanted> = s
             .refs
             .iter()
-            .map(|r| (Some(r.name.clone()), r.checksum))
+            .map(|r| Wanted {
+                name: Some(r.name.clone()),
+                collection: main.clone(),
+                commit: r.checksum,
+            })
             .collect();
+        if opts.remote.is_none() {
+            for (coll, list) in s.collection_map() {
+                all.extend(list.into_iter().map(|r| Wanted {
+                    name: Some(r.name),
+                    collection: Some(coll.clone()),
+                    commit: r.checksum,
+                }));
+            }
+        }
         return Ok((all, Some(s)));
     }
     let mut out = Vec::new();
     for r in refs {
         if let Some(c) = object::from_hex(r) {
-            out.push((None, c));
+            out.push(Wanted {
+                name: None,
+                collection: None,
+                commit: c,
+            });
             continue;
         }
         // `REF@CHECKSUM`: that commit, written to REF, without the summary.
@@ -327,70 +355,69 @@ fn resolve_refs(
             crate::validate_ref(name)?;
             let c = object::from_hex(rev)
                 .ok_or_else(|| Error::Invalid(format!("Invalid checksum '{rev}' in '{r}'")))?;
-            out.push((Some(name.to_string()), c));
+            out.push(Wanted {
+                name: Some(name.to_string()),
+                collection: None,
+                commit: c,
+            });
             continue;
         }
-        crate::validate_ref(r)?;
-        let c = match &summary {
-            Some(s) => s.refs.iter().find(|e| e.name == *r).map(|e| e.checksum),
-            None => {
-                let b = remote.get_opt(&format!("refs/heads/{r}"), 1024)?;
-                b.map(|b| {
-                    let t = String::from_utf8_lossy(&b);
-                    object::from_hex(t.trim()).ok_or_else(|| {
-                        Error::Corrupt(format!(
-                            "Fetching checksum for ref ((empty), {r}): Invalid rev {}",
-                            t.trim().replace('\n', " ")
-                        ))
-                    })
-                })
-                .transpose()?
-            }
-        };
-        let c = c.ok_or_else(|| Error::NotFound(format!("No such branch '{r}' in remote")))?;
-        out.push((Some(r.clone()), c));
+        out.push(resolve_named(remote, summary.as_ref(), None, r)?);
+    }
+    for cr in &opts.collection_refs {
+        out.push(match cr.commit {
+            Some(c) => Wanted {
+                name: Some(cr.name.clone()),
+                collection: Some(cr.collection.clone()),
+                commit: c,
+            },
+            None => resolve_named(remote, summary.as_ref(), Some(&cr.collection), &cr.name)?,
+        });
     }
     Ok((out, summary))
 }
 
-/// Upstream's `_ostree_repo_verify_bindings` for a commit fetched through a
-/// ref: a commit that lists the refs it was made for must list this one, so
-/// a server cannot pass off one branch's commit as another's.
-fn verify_ref_binding(commit: &Commit, c: &Checksum, name: &str) -> Result<()> {
-    use crate::gvariant::Value;
-    let mut v = match commit.meta("ostree.ref-binding") {
-        Some(v) => v,
-        None => return Ok(()),
-    };
-    while let Value::Variant(inner) = v {
-        v = inner;
+/// Resolves one ref, of `collection` if given, as upstream's pull does.
+fn resolve_named(
+    remote: &Remote<'_>,
+    summary: Option<&summary::Summary>,
+    collection: Option<&str>,
+    name: &str,
+) -> Result<Wanted> {
+    crate::validate_ref(name)?;
+    if let Some(s) = summary {
+        let (entry, coll) = s.lookup(collection, name).ok_or_else(|| {
+            Error::NotFound(match collection {
+                Some(c) => format!("No such branch ({c}, {name}) in repository summary"),
+                None => format!("No such branch '{name}' in repository summary"),
+            })
+        })?;
+        return Ok(Wanted {
+            name: Some(name.to_string()),
+            collection: coll,
+            commit: entry.checksum,
+        });
     }
-    let Value::Array(_, refs) = v else {
-        return Err(Error::Corrupt(format!(
-            "Commit {}: ostree.ref-binding is not a string array",
-            object::to_hex(c)
-        )));
+    let path = match collection {
+        Some(c) => format!("refs/mirrors/{c}/{name}"),
+        None => format!("refs/heads/{name}"),
     };
-    let refs: Vec<&str> = refs
-        .iter()
-        .filter_map(|r| match r {
-            Value::Str(s) => Some(s.as_str()),
-            _ => None,
-        })
-        .collect();
-    if refs.contains(&name) {
-        return Ok(());
-    }
-    let listed: Vec<String> = refs.iter().map(|r| format!("‘{r}’")).collect();
-    let listed = if listed.is_empty() {
-        "no refs".to_string()
-    } else {
-        listed.join(", ")
-    };
-    Err(Error::Invalid(format!(
-        "Commit {}: Commit has no requested ref ‘{name}’ in ref binding metadata ({listed})",
-        object::to_hex(c)
-    )))
+    let body = remote
+        .get_opt(&path, 1024)?
+        .ok_or_else(|| Error::NotFound(format!("No such branch '{name}' in remote")))?;
+    let text = String::from_utf8_lossy(&body);
+    let commit = object::from_hex(text.trim()).ok_or_else(|| {
+        Error::Corrupt(format!(
+            "Fetching checksum for ref ({}, {name}): Invalid rev {}",
+            collection.unwrap_or("(empty)"),
+            text.trim().replace('\n', " ")
+        ))
+    })?;
+    Ok(Wanted {
+        name: Some(name.to_string()),
+        collection: collection.map(str::to_string),
+        commit,
+    })
 }
 
 /// Fetches and parses the remote's `summary`; `None` if it has none
@@ -440,10 +467,16 @@ pub fn pull_http_with_progress(
             mode.as_config_str()
         )));
     }
-    let (wanted, summary) = resolve_refs(&remote, refs)?;
+    let (wanted, summary) = resolve_refs(&remote, refs, opts)?;
     // A full mirror also copies the summary (and its signatures), so the
     // mirror can be served as is; fetched now so it matches the refs pulled.
-    let mirror_summary = if opts.remote.is_none() && refs.is_empty() && !opts.dry_run {
+    // A mirror of some refs keeps its own summary: the remote's would
+    // advertise refs it does not have.
+    let mirror_summary = if opts.remote.is_none()
+        && refs.is_empty()
+        && opts.collection_refs.is_empty()
+        && !opts.dry_run
+    {
         let s = remote.get_opt("summary", MAX_METADATA_SIZE)?;
         let sig = remote.get_opt("summary.sig", MAX_METADATA_SIZE)?;
         s.map(|s| (s, sig))
@@ -486,7 +519,7 @@ pub fn pull_http_with_progress(
             &tx,
             &remote,
             &meta,
-            &wanted,
+            &Wanted::delta_targets(&wanted),
             opts.remote.as_deref(),
             opts.require_static_deltas,
             opts.dry_run,
@@ -504,7 +537,8 @@ pub fn pull_http_with_progress(
     // Checked before this pull marks its own new commits partial.
     let rescan = crate::pull::any_partial(dst)?;
     let mut commits = Vec::new();
-    for (name, c) in &wanted {
+    for w in &wanted {
+        let (name, c) = (&w.name, &w.commit);
         let mut cur = Some(*c);
         let mut depth = opts.depth;
         while let Some(cc) = cur {
@@ -516,8 +550,9 @@ pub fn pull_http_with_progress(
             };
             let commit = Commit::from_bytes(&bytes)
                 .map_err(|e| Error::Corrupt(format!("{}.commit: {e}", object::to_hex(&cc))))?;
-            if let (Some(n), true) = (name, cc == *c) {
-                verify_ref_binding(&commit, &cc, n)?;
+            if !opts.disable_verify_bindings {
+                let name = name.as_deref().filter(|_| cc == *c);
+                verify_bindings(&commit, &cc, opts.collection_id.as_deref(), name)?;
             }
             if cc == *c {
                 let from = match (&opts.timestamp_check_from, name, opts.timestamp_check) {
@@ -554,11 +589,7 @@ pub fn pull_http_with_progress(
     if !opts.commit_metadata_only {
         pool.install(|| fetch_trees(&tx, &remote, &commits, opts, rescan))?;
     }
-    for (name, c) in &wanted {
-        if let Some(n) = name {
-            tx.set_ref(opts.remote.as_deref(), n, Some(*c))?;
-        }
-    }
+    crate::pull::queue_refs(&tx, &wanted, opts.remote.is_none(), opts.remote.as_deref())?;
     let stats = HttpPullStats {
         fetched_metadata: remote.fetched_metadata.load(Relaxed),
         fetched_content: remote.fetched_content.load(Relaxed),

@@ -844,6 +844,41 @@ impl Repo {
         Ok(out)
     }
 
+    /// [`Repo::list_collection_refs`] plus the refs of every remote that has
+    /// a `collection-id` configured, under that collection (upstream lists
+    /// them so, e.g. in `refs --collections` and the summary); remotes
+    /// without one are left out. A local ref wins over a remote ref of the
+    /// same collection and name.
+    pub fn list_collection_refs_with_remotes(
+        &self,
+    ) -> Result<BTreeMap<(String, String), Checksum>> {
+        let mut out = BTreeMap::new();
+        let remotes = self.path.join("refs/remotes");
+        for e in fs::read_dir(&remotes).into_iter().flatten().flatten() {
+            if !e.path().is_dir() {
+                continue;
+            }
+            let remote = e.file_name().to_string_lossy().into_owned();
+            let Some(coll) = self.remote_option(&remote, "collection-id") else {
+                continue;
+            };
+            if coll.is_empty() {
+                continue;
+            }
+            let mut m = BTreeMap::new();
+            self.walk_refs(&e.path(), "", &mut m)?;
+            out.extend(m.into_iter().map(|(k, v)| ((coll.to_string(), k), v)));
+        }
+        out.extend(self.list_collection_refs()?);
+        Ok(out)
+    }
+
+    /// A key of remote `name`'s configuration (`[remote "NAME"]` in the
+    /// repository config); `None` if the remote or the key is absent.
+    pub fn remote_option(&self, name: &str, key: &str) -> Option<&str> {
+        self.config.get(&format!("remote \"{name}\""), key)
+    }
+
     /// Sets (or with `None` deletes) a collection ref: the repository's own
     /// collection maps to `refs/heads`, others to `refs/mirrors/COLLECTION`.
     pub fn set_collection_ref(
@@ -965,8 +1000,9 @@ impl Staged {
     }
 }
 
-/// A queued ref change: (remote, name, new target or deletion).
-type RefUpdate = (Option<String>, String, Option<Checksum>);
+/// A queued ref change: (refs directory it lives under, name, new target
+/// or deletion).
+type RefUpdate = (PathBuf, String, Option<Checksum>);
 
 /// Counters reported after a transaction.
 #[derive(Debug, Default)]
@@ -1461,7 +1497,32 @@ impl<'a> Transaction<'a> {
         self.refs
             .lock()
             .expect("no panics while holding the lock")
-            .push((remote.map(str::to_string), name.to_string(), target));
+            .push((self.repo.refs_dir(remote), name.to_string(), target));
+        Ok(())
+    }
+
+    /// Queues a collection ref update, like [`Repo::set_collection_ref`]:
+    /// the repository's own collection (or none) is a local ref in
+    /// `refs/heads`, any other collection a mirror in
+    /// `refs/mirrors/COLLECTION`.
+    pub fn set_collection_ref(
+        &self,
+        collection: Option<&str>,
+        name: &str,
+        target: Option<Checksum>,
+    ) -> Result<()> {
+        validate_ref(name)?;
+        let root = match collection {
+            Some(c) if self.repo.collection_id() != Some(c) => {
+                validate_collection_id(c)?;
+                self.repo.path.join("refs/mirrors").join(c)
+            }
+            _ => self.repo.refs_dir(None),
+        };
+        self.refs
+            .lock()
+            .expect("no panics while holding the lock")
+            .push((root, name.to_string(), target));
         Ok(())
     }
 
@@ -1544,12 +1605,8 @@ impl<'a> Transaction<'a> {
         let refs =
             std::mem::take(&mut *self.refs.lock().expect("no panics while holding the lock"));
         let changed = !refs.is_empty();
-        for (remote, name, target) in refs {
-            self.repo.write_ref_at(
-                &self.repo.refs_dir(remote.as_deref()),
-                &name,
-                target.as_ref(),
-            )?;
+        for (root, name, target) in refs {
+            self.repo.write_ref_at(&root, &name, target.as_ref())?;
         }
         // Once per transaction, not per ref, as upstream.
         if changed && !self.no_auto_summary {

@@ -62,6 +62,57 @@ impl Summary {
         .to_bytes()
     }
 
+    /// `ostree.summary.collection-id`: the collection of the main ref list.
+    pub fn collection_id(&self) -> Option<String> {
+        self.metadata.iter().find_map(|(k, v)| match v {
+            Value::Str(c) if k == "ostree.summary.collection-id" => Some(c.clone()),
+            _ => None,
+        })
+    }
+
+    /// `ostree.summary.collection-map`: the ref lists of other collections.
+    pub fn collection_map(&self) -> Vec<(String, Vec<SummaryRef>)> {
+        let Some(Value::Array(_, entries)) = self
+            .metadata
+            .iter()
+            .find(|(k, _)| k == "ostree.summary.collection-map")
+            .map(|(_, v)| v)
+        else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                Value::DictEntry(k, v) => match (k.as_ref(), refs_from_value(v)) {
+                    (Value::Str(c), Some(refs)) => Some((c.clone(), refs)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Looks `name` up as upstream's pull does
+    /// (`lookup_commit_checksum_and_collection_from_summary`): a ref of no
+    /// particular collection, or of the summary's own, is in the main list;
+    /// a ref of another collection in the collection map. Returns the entry
+    /// and the collection it belongs to (`None` if the summary has none).
+    pub fn lookup(
+        &self,
+        collection: Option<&str>,
+        name: &str,
+    ) -> Option<(SummaryRef, Option<String>)> {
+        let main = self.collection_id();
+        if collection.is_none() || collection == main.as_deref() {
+            let r = self.refs.iter().find(|r| r.name == name)?;
+            return Some((r.clone(), main));
+        }
+        let coll = collection?;
+        let (_, refs) = self.collection_map().into_iter().find(|(c, _)| c == coll)?;
+        let r = refs.into_iter().find(|r| r.name == name)?;
+        Some((r, Some(coll.to_string())))
+    }
+
     /// Parses summary bytes.
     pub fn from_bytes(data: &[u8]) -> Result<Summary> {
         let t = Type::parse(TYPE).expect("static type");
@@ -127,25 +178,35 @@ fn refs_value(refs: &[SummaryRef]) -> Value {
     )
 }
 
-/// Builds the summary of `repo`'s local refs (refs of other collections
-/// go to `ostree.summary.collection-map`); `extra` metadata (from
-/// `summary --add-metadata`) comes after the standard keys.
+/// Builds the summary of `repo`'s refs: its local refs, plus the remote
+/// refs of remotes with a `collection-id`; refs of collections other than
+/// the repository's own go to `ostree.summary.collection-map`. `extra`
+/// metadata (from `summary --add-metadata`) comes after the standard keys.
 pub fn build(repo: &Repo, extra: &[(String, Value)], now: u64) -> Result<Summary> {
-    let mut refs = Vec::new();
-    for (name, c) in repo.list_refs(None)? {
-        if name.contains(':') {
-            continue; // remote refs are not advertised
-        }
-        refs.push(ref_entry(repo, name, c)?);
-    }
-    refs.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-    // Refs of other collections (mirrors) go to the collection map.
     let own = repo.collection_id().map(str::to_string);
+    let mut refs = Vec::new();
+    if own.is_none() {
+        for (name, c) in repo.list_refs(None)? {
+            if name.contains(':') {
+                continue; // remote refs without a collection are not advertised
+            }
+            refs.push(ref_entry(repo, name, c)?);
+        }
+    }
+    // Every ref that belongs to a collection is advertised under it, remote
+    // refs of remotes with a `collection-id` included (as upstream): the
+    // repository's own collection in the main list, others in the map.
     let mut map: std::collections::BTreeMap<String, Vec<SummaryRef>> = Default::default();
-    for ((coll, name), c) in repo.list_collection_refs()? {
-        if Some(&coll) != own.as_ref() {
+    for ((coll, name), c) in repo.list_collection_refs_with_remotes()? {
+        if Some(&coll) == own.as_ref() {
+            refs.push(ref_entry(repo, name, c)?);
+        } else {
             map.entry(coll).or_default().push(ref_entry(repo, name, c)?);
         }
+    }
+    refs.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    for list in map.values_mut() {
+        list.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     }
     build_with(repo, refs, map, extra, now)
 }

@@ -29,6 +29,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("commit", "Commit a new revision"),
     ("config", "Change repo configuration settings"),
     ("diff", "Compare directory TARGETDIR against revision REV"),
+    ("find-remotes", "Find remotes to serve the given refs"),
     ("fsck", "Check the repository for consistency"),
     ("init", "Initialize a new empty repository"),
     ("log", "Show log starting at commit or ref"),
@@ -270,6 +271,7 @@ fn run(args: &[String]) -> R {
         "config" => config(&rest),
         "pull-local" => pull_local(&rest),
         "pull" => pull(&rest),
+        "find-remotes" => find_remotes(&rest),
         "checksum" => checksum(&rest),
         "diff" => diff(&rest),
         "sign" => sign(&rest),
@@ -724,7 +726,7 @@ fn refs_collections(repo: &Repo, p: &Parsed) -> R {
         return Ok(());
     }
     // With --collections, arguments select collection IDs.
-    let all = repo.list_collection_refs()?;
+    let all = repo.list_collection_refs_with_remotes()?;
     if p.flag("delete") {
         if p.args.is_empty() {
             return fail("At least one ref must be specified");
@@ -927,6 +929,8 @@ fn fsck(args: &[String]) -> R {
             ("delete", None, Kind::Flag),
             ("all", Some('a'), Kind::Flag),
             ("add-tombstones", None, Kind::Flag),
+            ("verify-bindings", None, Kind::Flag),
+            ("verify-back-refs", None, Kind::Flag),
         ],
     )?;
     let mut repo = open_repo(&p)?;
@@ -940,6 +944,8 @@ fn fsck(args: &[String]) -> R {
         all: p.flag("all"),
         delete: p.flag("delete"),
         add_tombstones: p.flag("add-tombstones"),
+        verify_bindings: p.flag("verify-bindings"),
+        verify_back_refs: p.flag("verify-back-refs"),
     };
     let report = ostree_repo::fsck::fsck(&repo, &opts, &|_, _| {})?;
     for e in &report.errors {
@@ -1052,6 +1058,7 @@ fn pull_local(args: &[String]) -> R {
             ("require-static-deltas", None, Kind::Flag),
             ("disable-static-deltas", None, Kind::Flag),
             ("dry-run", None, Kind::Flag),
+            ("disable-verify-bindings", None, Kind::Flag),
         ],
     )?;
     let dst = open_repo(&p)?;
@@ -1075,6 +1082,8 @@ fn pull_local(args: &[String]) -> R {
         static_deltas: false,
         require_static_deltas: p.flag("require-static-deltas"),
         dry_run: p.flag("dry-run"),
+        disable_verify_bindings: p.flag("disable-verify-bindings"),
+        ..Default::default()
     };
     let refs = &p.args[1..];
     let stats = if opts.dry_run {
@@ -1239,6 +1248,10 @@ fn remote(args: &[String]) -> R {
             ("show-urls", Some('u'), Kind::Flag),
             ("custom-backend", None, Kind::Value),
             ("sysroot", None, Kind::Value),
+            ("collection-id", None, Kind::Value),
+            // Accepted and ignored, as by an upstream built without GPG
+            // (our `--version` lists no `gpgme`): there is no keyring.
+            ("gpg-import", None, Kind::Value),
         ],
     )?;
     // `remote --sysroot=PATH` works on the sysroot's system repository, as upstream.
@@ -1313,6 +1326,10 @@ fn remote(args: &[String]) -> R {
             }
             if p.flag("no-sign-verify") {
                 target.set(&g, "sign-verify", "false");
+            }
+            // Written as given, after the other keys, as upstream does.
+            if let Some(c) = p.value("collection-id") {
+                target.set(&g, "collection-id", c);
             }
             if let Some(dir) = remotes_d {
                 let file = dir.join(format!("{name}.conf"));
@@ -1441,6 +1458,7 @@ fn pull(args: &[String]) -> R {
             ("http-trusted", None, Kind::Flag),
             ("timestamp-check", Some('T'), Kind::Flag),
             ("timestamp-check-from-rev", None, Kind::Value),
+            ("disable-verify-bindings", None, Kind::Flag),
         ],
     )?;
     let repo = open_repo(&p)?;
@@ -1493,6 +1511,12 @@ fn pull(args: &[String]) -> R {
                 ),
                 None => None,
             },
+            collection_id: repo
+                .remote_option(&remote_name, "collection-id")
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+            disable_verify_bindings: p.flag("disable-verify-bindings"),
+            collection_refs: Vec::new(),
         };
         let start = std::time::Instant::now();
         let stats = if opts.dry_run {
@@ -1513,7 +1537,9 @@ fn pull(args: &[String]) -> R {
         return fail(format!("Invalid URI scheme in {url}"));
     };
     let src = Repo::open(Path::new(path))?;
-    if refs.is_empty() {
+    // A mirror with nothing named takes everything the source publishes
+    // (mirrored collections included), which the pull works out itself.
+    if refs.is_empty() && !p.flag("mirror") {
         refs.extend(
             src.list_refs(None)?
                 .into_keys()
@@ -1532,6 +1558,9 @@ fn pull(args: &[String]) -> R {
         static_deltas: !p.flag("disable-static-deltas") && !p.flag("mirror"),
         require_static_deltas: p.flag("require-static-deltas"),
         dry_run: p.flag("dry-run"),
+        mirror: p.flag("mirror"),
+        disable_verify_bindings: p.flag("disable-verify-bindings"),
+        collection_refs: Vec::new(),
     };
     if opts.dry_run {
         let stats = ostree_repo::pull::pull_local(&src, &repo, &refs, &opts)?;
@@ -1541,6 +1570,57 @@ fn pull(args: &[String]) -> R {
             ostree_repo::pull::pull_local_with_progress(&src, &repo, &refs, &opts, pr)
         })?;
     }
+    Ok(())
+}
+
+/// `find-remotes [--pull [--mirror]] [--finders=LIST] COLLECTION-ID REF...`:
+/// the remotes serving those collection refs, optionally pulled from.
+fn find_remotes(args: &[String]) -> R {
+    use ostree_repo::find_remotes::{self as fr, Finder};
+    let p = parse(
+        args,
+        &[
+            // Accepted for upstream's scripts; summaries are not cached
+            // here, and a pull syncs once per transaction anyway.
+            ("cache-dir", None, Kind::Value),
+            ("disable-fsync", None, Kind::Flag),
+            ("finders", None, Kind::Value),
+            ("pull", None, Kind::Flag),
+            ("mirror", None, Kind::Flag),
+        ],
+    )?;
+    let repo = open_repo(&p)?;
+    if p.args.is_empty() {
+        return fail("At least one COLLECTION-ID REF pair must be specified");
+    }
+    if p.args.len() % 2 != 0 {
+        return fail("Only complete COLLECTION-ID REF pairs may be specified");
+    }
+    if p.flag("mirror") && !p.flag("pull") {
+        return fail("When --mirror is specified, --pull must also be");
+    }
+    // Upstream's default adds the mount and LAN finders, which this ostree
+    // does not have: the configured remotes are all it can search.
+    let finders = match p.value("finders") {
+        Some(list) => Finder::parse(list)?,
+        None => vec![Finder::Config],
+    };
+    let wanted: Vec<(String, String)> = p
+        .args
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    let results = fr::find_remotes(&repo, &wanted, &finders)?;
+    print!("{}", fr::report(&results, &wanted));
+    if results.is_empty() || !p.flag("pull") {
+        return Ok(());
+    }
+    fr::pull_from_remotes(&repo, &results, &wanted, p.flag("mirror"))?;
+    println!(
+        "Pulled {}/{} refs successfully.",
+        wanted.len(),
+        wanted.len()
+    );
     Ok(())
 }
 
