@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{run, HTTPD, OSTREE};
+use common::{run, serve_logged as serve, OSTREE};
 
 fn ostree(repo: &Path, args: &[&str]) -> String {
     let r = format!("--repo={}", repo.display());
@@ -218,27 +218,6 @@ fn strip_new_objects(repo: &Path, prev: &str, new: &str) -> usize {
         n += 1;
     }
     n
-}
-
-/// Serves `dir` on 127.0.0.1, logging requests to `dir/httpd.log`; the
-/// server exits once `dir` is deleted (`--autoexit`).
-fn serve(dir: &Path) -> String {
-    let portfile = dir.join("httpd-port");
-    let log = dir.join("httpd.log");
-    run(
-        HTTPD,
-        &[
-            "--autoexit",
-            "--daemonize",
-            "-p",
-            portfile.to_str().unwrap(),
-            "--log-file",
-            log.to_str().unwrap(),
-            dir.to_str().unwrap(),
-        ],
-    );
-    let port = fs::read_to_string(&portfile).expect("port file");
-    format!("http://127.0.0.1:{}", port.trim())
 }
 
 #[test]

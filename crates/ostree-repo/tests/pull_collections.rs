@@ -14,7 +14,7 @@ use std::fs;
 use std::path::Path;
 
 mod common;
-use common::{run, HTTPD, OSTREE};
+use common::{run, serve, OSTREE};
 
 const SRC_COLLECTION: &str = "org.example.Src";
 
@@ -63,24 +63,6 @@ fn source(tmp: &Path) -> Source {
         good,
         foreign,
     }
-}
-
-/// Serves `dir` on 127.0.0.1; the server exits by itself once `dir` is
-/// deleted (`--autoexit`), i.e. when the test's temp dir is dropped.
-fn serve(dir: &Path) -> String {
-    let portfile = dir.join("httpd-port");
-    run(
-        HTTPD,
-        &[
-            "--autoexit",
-            "--daemonize",
-            "-p",
-            portfile.to_str().unwrap(),
-            dir.to_str().unwrap(),
-        ],
-    );
-    let port = fs::read_to_string(&portfile).expect("port file");
-    format!("http://127.0.0.1:{}", port.trim())
 }
 
 fn err_text<T: std::fmt::Debug>(r: ostree_repo::Result<T>) -> String {

@@ -10,25 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{run, HTTPD, OSTREE};
-
-/// Serves `dir` on 127.0.0.1; the server exits by itself once `dir` is
-/// deleted (`--autoexit`), i.e. when the test's temp dir is dropped.
-fn serve(dir: &Path) -> String {
-    let portfile = dir.join("httpd-port");
-    run(
-        HTTPD,
-        &[
-            "--autoexit",
-            "--daemonize",
-            "-p",
-            portfile.to_str().unwrap(),
-            dir.to_str().unwrap(),
-        ],
-    );
-    let port = fs::read_to_string(&portfile).expect("port file");
-    format!("http://127.0.0.1:{}", port.trim())
-}
+use common::{run, serve, OSTREE};
 
 /// A source tree with a nested directory, an executable, a symlink, an
 /// empty file and a file large enough to span several deflate blocks.

@@ -25,3 +25,32 @@ pub fn run(prog: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// Serves `dir` on 127.0.0.1; the server exits by itself once `dir` is
+/// deleted (`--autoexit`), i.e. when the test's temp dir is dropped.
+#[allow(dead_code)] // not every test binary serves a repository
+pub fn serve(dir: &Path) -> String {
+    serve_with(dir, &[])
+}
+
+/// [`serve`], logging requests to `dir/httpd.log`.
+#[allow(dead_code)]
+pub fn serve_logged(dir: &Path) -> String {
+    let log = dir.join("httpd.log");
+    serve_with(dir, &["--log-file", log.to_str().unwrap()])
+}
+
+fn serve_with(dir: &Path, extra: &[&str]) -> String {
+    let portfile = dir.join("httpd-port");
+    let mut args = vec![
+        "--autoexit",
+        "--daemonize",
+        "-p",
+        portfile.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(dir.to_str().unwrap());
+    run(HTTPD, &args);
+    let port = std::fs::read_to_string(&portfile).expect("port file");
+    format!("http://127.0.0.1:{}", port.trim())
+}
