@@ -198,3 +198,56 @@ fn files_changed_just_before_the_commit_are_not_remembered() {
     assert_eq!(second.checksum, first.checksum);
     assert_eq!(second.stat_cache_hits, 0);
 }
+
+#[test]
+fn the_stat_cache_is_keyed_by_what_the_modifiers_make_of_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    make_tree(&tree);
+    age_past_racy_margin();
+    let cached = ostree_repo::commit::stat_cache_applies(tmp.path());
+    let repo = Repo::create(&tmp.path().join("repo"), RepoMode::BareUser).unwrap();
+    commit_tree(&repo, &tree);
+    // Other ownership, or the file's xattrs dropped: other objects, so the
+    // plain commit's entries must not answer. When the files already are
+    // root's with mode 0644, the last two variants make the same objects
+    // of them, so the second one's entries answer the third. Each
+    // result must equal a commit with the same options into a fresh repo.
+    let md = fs::metadata(tree.join("d0/f00")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let canonical_already = (md.uid(), md.gid(), md.mode() & 0o7777) == (0, 0, 0o644);
+    let hits_on_first_try = [0, 0, if canonical_already { 240 } else { 0 }];
+    let variants = [
+        CommitOptions {
+            owner_uid: Some(1234),
+            ..opts()
+        },
+        CommitOptions {
+            canonical_permissions: true,
+            ..opts()
+        },
+        CommitOptions {
+            mode_ro_executables: true,
+            no_xattrs: true,
+            ..opts()
+        },
+    ];
+    for (i, o) in variants.into_iter().enumerate() {
+        let o = CommitOptions {
+            parent: Some(None),
+            ..o
+        };
+        let src = [TreeSource::Dir(tree.clone())];
+        let first = commit(&repo, &src, &o).unwrap();
+        let fresh =
+            Repo::create(&tmp.path().join(format!("fresh{i}")), RepoMode::BareUser).unwrap();
+        let expected = commit(&fresh, &src, &o).unwrap();
+        assert_eq!(first.checksum, expected.checksum, "variant {i}");
+        let again = commit(&repo, &src, &o).unwrap();
+        assert_eq!(again.checksum, expected.checksum, "variant {i}");
+        if cached {
+            assert_eq!(first.stat_cache_hits, hits_on_first_try[i], "variant {i}");
+            assert_eq!(again.stat_cache_hits, 240, "variant {i}");
+        }
+    }
+}
