@@ -335,9 +335,11 @@ fn process_found(
         };
         return Ok((write_file(tx, &f, progress)?, None, false));
     }
+    // The modifiers keep a file's own xattrs or drop them all; which, is
+    // all the key needs: changing the xattrs changes the ctime.
     let own_xattrs = !(modi.opts.no_xattrs || modi.canonical);
-    // Ownership and mode as the modifiers make them; xattrs are not read
-    // yet: a file's own xattrs are covered by its ctime in the key.
+    // Ownership and mode as the modifiers make them (they do not depend on
+    // the xattrs, which are not read yet).
     let (uid, gid, m, _) = modi.apply(rel, md.uid(), md.gid(), md.mode(), Vec::new());
     let m = if ft.is_symlink() {
         mode::S_IFLNK | 0o777
@@ -364,16 +366,15 @@ fn process_found(
     } else {
         Vec::new()
     };
-    let (uid, gid, m, xattrs) = modi.apply(rel, md.uid(), md.gid(), md.mode(), xattrs);
-    let (m, target, size) = if ft.is_symlink() {
+    let (target, size) = if ft.is_symlink() {
         let t = fs::read_link(&path)
             .map_err(|e| Error::io(format!("readlink {}", path.display()), e))?;
         let t = t.into_os_string().into_string().map_err(|_| {
             Error::Invalid(format!("{}: symlink target is not UTF-8", path.display()))
         })?;
-        (mode::S_IFLNK | 0o777, t, 0)
+        (t, 0)
     } else {
-        (m, String::new(), md.len())
+        (String::new(), md.len())
     };
     let adopt = modi.opts.consume
         && ft.is_file()

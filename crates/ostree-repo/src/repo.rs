@@ -76,8 +76,8 @@ fn io_err(ctx: impl std::fmt::Display, p: &Path) -> impl FnOnce(io::Error) -> Er
 }
 
 /// Content objects at least this big (before compression) start their
-/// writeback as soon as they are written (see [`sys::start_writeback`]); smaller ones are left to the
-/// closing `syncfs`, which batches them better.
+/// writeback as soon as they are written (see [`sys::start_writeback`]);
+/// smaller ones are left to the closing `syncfs`, which batches them better.
 const WRITEBACK_MIN: u64 = 64 * 1024;
 
 /// Writes `data` to `path` via a temp file in the same directory, fsync,
@@ -307,13 +307,18 @@ impl Repo {
 
     /// `objects/XX/rest.EXT` relative to the repo (`.filez` in archive mode).
     pub fn object_relpath(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
+        Path::new("objects").join(self.shard_relpath(ty, c))
+    }
+
+    /// A loose object's path relative to `objects/` (`XX/rest.EXT`).
+    fn shard_relpath(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
         let h = object::to_hex(c);
         let ext = if ty == ObjectType::File && self.mode == RepoMode::Archive {
             "filez"
         } else {
             ty.extension()
         };
-        PathBuf::from(format!("objects/{}/{}.{ext}", &h[..2], &h[2..]))
+        PathBuf::from(format!("{}/{}.{ext}", &h[..2], &h[2..]))
     }
 
     /// Absolute path of a loose object.
@@ -324,13 +329,7 @@ impl Repo {
     /// True if the object is present.
     pub fn has_object(&self, ty: ObjectType, c: &Checksum) -> bool {
         let here = match &self.objects {
-            Some(dir) => {
-                let rel = self.object_relpath(ty, c);
-                let rel = rel
-                    .strip_prefix("objects")
-                    .expect("object paths start with objects/");
-                sys::exists_at(dir.as_fd(), rel)
-            }
+            Some(dir) => sys::exists_at(dir.as_fd(), &self.shard_relpath(ty, c)),
             None => fs::symlink_metadata(self.object_path(ty, c)).is_ok(),
         };
         here || self.parent.as_ref().is_some_and(|p| p.has_object(ty, c))
@@ -1135,12 +1134,9 @@ impl<'a> Transaction<'a> {
 
     /// [`Self::staged_path`] relative to the staging directory.
     fn staged_rel(&self, ty: ObjectType, c: &Checksum) -> PathBuf {
-        let rel = self.repo.object_relpath(ty, c);
-        let rel = rel
-            .strip_prefix("objects")
-            .expect("object paths start with objects/");
+        let rel = self.repo.shard_relpath(ty, c);
         if ty == ObjectType::File {
-            rel.to_path_buf()
+            rel
         } else {
             Path::new("meta").join(rel)
         }

@@ -63,7 +63,14 @@ const TRUSTED_FS: &[i64] = &[
 /// Whether commits of a tree at `dir` can use the stat cache (its
 /// filesystem's timestamps and inode numbers are trusted).
 pub fn applies_to(dir: &Path) -> bool {
-    crate::sys::statfs(dir).is_some_and(|(t, _)| TRUSTED_FS.contains(&t))
+    trusted_fsid(dir).is_some()
+}
+
+/// The id of the filesystem holding `dir`, if it is one we trust.
+fn trusted_fsid(dir: &Path) -> Option<[i32; 2]> {
+    crate::sys::statfs(dir)
+        .filter(|(t, _)| TRUSTED_FS.contains(t))
+        .map(|(_, fsid)| fsid)
 }
 
 /// Keys are digests already: their first bytes are as good a hash as any,
@@ -133,9 +140,10 @@ impl StatCache {
     /// devices, and every file when the root's filesystem is not trusted,
     /// get no key.
     pub(crate) fn set_root(&self, dir: &Path, md: &std::fs::Metadata) {
-        let root = match crate::sys::statfs(dir) {
-            Some((t, fsid)) if self.enabled && TRUSTED_FS.contains(&t) => Some((md.dev(), fsid)),
-            _ => None,
+        let root = if self.enabled {
+            trusted_fsid(dir).map(|fsid| (md.dev(), fsid))
+        } else {
+            None
         };
         *self.root.lock().expect("not poisoned") = root;
     }
@@ -212,13 +220,13 @@ impl StatCache {
         new.sort_unstable_by_key(|a| a.0);
         new.dedup_by(|a, b| a.0 == b.0);
         let keep = (new.len() * 2).max(MIN_KEEP).saturating_sub(new.len());
-        let mut all = new.clone();
-        all.extend(
-            self.old
-                .into_iter()
-                .filter(|(k, _)| new.binary_search_by(|(n, _)| n.cmp(k)).is_err())
-                .take(keep),
-        );
+        let mut all: Vec<_> = self
+            .old
+            .into_iter()
+            .filter(|(k, _)| new.binary_search_by(|(n, _)| n.cmp(k)).is_err())
+            .take(keep)
+            .collect();
+        all.extend(new);
         // Sorted, so that the file is the same whatever order threads and
         // the hash map produced.
         all.sort_unstable_by_key(|a| a.0);

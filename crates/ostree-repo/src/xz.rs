@@ -18,16 +18,11 @@ const FILTER_LZMA2: u8 = 0x21;
 /// Smallest dictionary LZMA2 encoders accept.
 const MIN_DICT: u32 = 4096;
 
+// xz's multibyte integers are the LEB128 varints the delta bytecode uses.
+use crate::delta::put_varint;
+
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 fn pad4(out: &mut Vec<u8>, from: usize) {
     while !(out.len() - from).is_multiple_of(4) {
