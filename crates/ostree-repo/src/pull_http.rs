@@ -12,18 +12,15 @@ use crate::object::{self, Checksum, Commit, DirTree, FileHeader, ObjectType};
 use crate::progress::{Phase, Progress};
 use crate::pull::{partial_path, verify_bindings, CollectionRef, PullStats, Wanted};
 use crate::{fsck, summary, Error, Repo, RepoMode, Result, Transaction};
-use flate2::read::DeflateDecoder;
+use flate2::bufread::DeflateDecoder;
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Mutex;
 
 /// Upstream's `OSTREE_MAX_METADATA_SIZE`: a bigger metadata object is refused.
 const MAX_METADATA_SIZE: u64 = 128 << 20;
-
-/// Parallel requests; upstream also bounds outstanding content fetches.
-const FETCH_THREADS: usize = 8;
 
 /// Options of an HTTP `ostree pull`.
 #[derive(Debug, Clone, Default)]
@@ -76,9 +73,33 @@ pub struct HttpPullStats {
     pub written: PullStats,
 }
 
+/// Requests in flight per fetch thread (one keep-alive connection each).
+/// With one thread per core this makes upstream's 8 outstanding requests
+/// on two cores; more per thread only queued more work behind each
+/// thread's own decompression and writes (measured: 2x4 beat 2x8 and 2x16).
+const PER_THREAD: usize = 4;
+
+/// Fetch threads of the tree walk: one per core (at least 2, at most 8).
+/// Each drives its own connections on its own single-threaded runtime and
+/// stores what arrives itself. The blocking client this replaces handed
+/// every request and body read to one shared runtime thread and back; those
+/// wake-ups cost more CPU than inflating and hashing the objects, and the
+/// full pull of the bench tree went from about 4.5 s to 3.5 s.
+fn fetch_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+/// A content body larger than this is spooled to an unlinked file in the
+/// repository's `tmp/` rather than held in memory, which bounds a pull's
+/// memory to about [`fetch_threads`] * [`PER_THREAD`] times this.
+const SPOOL_ABOVE: usize = 1 << 20;
+
 /// A static-file view of a remote repository.
 struct Remote<'p> {
-    client: reqwest::blocking::Client,
+    /// Drives `client` for the one-at-a-time requests made outside the tree
+    /// walk (config, summary, commits, deltas).
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
     base: String,
     fetched_metadata: AtomicU64,
     fetched_content: AtomicU64,
@@ -86,15 +107,34 @@ struct Remote<'p> {
     progress: &'p Progress,
 }
 
+/// An HTTP client; its connections belong to the runtime that first polls
+/// its requests.
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(PER_THREAD)
+        .user_agent(concat!("ferrocore-ostree/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Invalid(format!("creating HTTP client: {e}")))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("creating the HTTP runtime", e))
+}
+
+/// A fetched content object's compressed body.
+enum Body {
+    Memory(Vec<u8>),
+    Spooled(std::fs::File),
+}
+
 impl<'p> Remote<'p> {
     fn new(url: &str, progress: &'p Progress) -> Result<Remote<'p>> {
-        let client = reqwest::blocking::Client::builder()
-            .pool_max_idle_per_host(FETCH_THREADS)
-            .user_agent(concat!("ferrocore-ostree/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Invalid(format!("creating HTTP client: {e}")))?;
         Ok(Remote {
-            client,
+            rt: runtime()?,
+            client: http_client()?,
             base: url.trim_end_matches('/').to_string(),
             fetched_metadata: AtomicU64::new(0),
             fetched_content: AtomicU64::new(0),
@@ -103,47 +143,115 @@ impl<'p> Remote<'p> {
         })
     }
 
-    /// Starts a GET of `rel`; `Ok(None)` on 404, so optional files can be
-    /// probed.
-    fn open(&self, rel: &str) -> Result<Option<impl Read + '_>> {
+    fn fail(&self, rel: &str, e: &dyn std::fmt::Display) -> Error {
+        Error::Invalid(format!("fetching {}/{rel}: {e}", self.base))
+    }
+
+    fn not_found(&self, rel: &str) -> Error {
+        Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", self.base))
+    }
+
+    /// Starts a GET of `rel` on `client`; `Ok(None)` on 404, so optional
+    /// files can be probed.
+    async fn send(&self, client: &reqwest::Client, rel: &str) -> Result<Option<reqwest::Response>> {
         let url = format!("{}/{rel}", self.base);
-        let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("fetching {url}: {e}"));
-        let resp = self.client.get(&url).send().map_err(|e| fail(&e))?;
+        let resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.fail(rel, &e))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !resp.status().is_success() {
-            return Err(fail(&resp.status()));
+            return Err(self.fail(rel, &resp.status()));
         }
-        Ok(Some(Counting {
-            inner: resp,
-            total: &self.bytes,
-            progress: self.progress,
-        }))
+        Ok(Some(resp))
+    }
+
+    /// The next piece of `resp`'s body, counted into the transfer total.
+    async fn chunk(&self, resp: &mut reqwest::Response, rel: &str) -> Result<Option<bytes::Bytes>> {
+        let chunk = resp.chunk().await.map_err(|e| self.fail(rel, &e))?;
+        if let Some(c) = &chunk {
+            self.bytes.fetch_add(c.len() as u64, Relaxed);
+            self.progress.bytes(c.len() as u64);
+        }
+        Ok(chunk)
+    }
+
+    /// Reads a whole body into memory, refusing more than `limit` bytes.
+    async fn read_all(
+        &self,
+        mut resp: reqwest::Response,
+        rel: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
+        while let Some(c) = self.chunk(&mut resp, rel).await? {
+            if (body.len() + c.len()) as u64 > limit {
+                return Err(self.fail(rel, &format_args!("larger than {limit} bytes")));
+            }
+            body.extend_from_slice(&c);
+        }
+        Ok(body)
+    }
+
+    /// Reads a content object's body: in memory when small, else into an
+    /// unlinked file in `tmp`.
+    async fn read_content(
+        &self,
+        mut resp: reqwest::Response,
+        rel: &str,
+        tmp: &std::path::Path,
+    ) -> Result<Body> {
+        use std::io::{Seek, Write};
+        let hint = resp.content_length().unwrap_or(0).min(SPOOL_ABOVE as u64);
+        let mut mem = Vec::with_capacity(hint as usize);
+        let mut spool: Option<std::fs::File> = None;
+        let spool_err =
+            |e: std::io::Error| Error::io(format!("spooling {rel} in {}", tmp.display()), e);
+        while let Some(c) = self.chunk(&mut resp, rel).await? {
+            match &mut spool {
+                Some(f) => f.write_all(&c).map_err(spool_err)?,
+                None if mem.len() + c.len() > SPOOL_ABOVE => {
+                    let mut f = tempfile::tempfile_in(tmp).map_err(spool_err)?;
+                    f.write_all(&mem).map_err(spool_err)?;
+                    f.write_all(&c).map_err(spool_err)?;
+                    mem = Vec::new();
+                    spool = Some(f);
+                }
+                None => mem.extend_from_slice(&c),
+            }
+        }
+        Ok(match spool {
+            Some(mut f) => {
+                f.rewind().map_err(spool_err)?;
+                Body::Spooled(f)
+            }
+            None => Body::Memory(mem),
+        })
+    }
+
+    async fn get_opt_async(
+        &self,
+        client: &reqwest::Client,
+        rel: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        match self.send(client, rel).await? {
+            Some(resp) => self.read_all(resp, rel, limit).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// GETs `rel` into memory, refusing more than `limit` bytes.
     fn get_opt(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let Some(resp) = self.open(rel)? else {
-            return Ok(None);
-        };
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::Invalid(format!("fetching {}/{rel}: {e}", self.base))
-        };
-        let mut body = Vec::new();
-        // One byte over the limit tells "too big" from "exactly at the limit".
-        resp.take(limit + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| fail(&e))?;
-        if body.len() as u64 > limit {
-            return Err(fail(&format_args!("larger than {limit} bytes")));
-        }
-        Ok(Some(body))
+        self.rt
+            .block_on(self.get_opt_async(&self.client, rel, limit))
     }
 
     fn get(&self, rel: &str, limit: u64) -> Result<Vec<u8>> {
-        self.get_opt(rel, limit)?
-            .ok_or_else(|| Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", self.base)))
+        self.get_opt(rel, limit)?.ok_or_else(|| self.not_found(rel))
     }
 
     fn object(&self, ty: ObjectType, c: &Checksum) -> String {
@@ -156,15 +264,29 @@ impl<'p> Remote<'p> {
         format!("objects/{}/{}.{ext}", &hex[..2], &hex[2..])
     }
 
-    /// Fetches and verifies a metadata object.
-    fn metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
+    /// Fetches and verifies a metadata object with `client`.
+    async fn metadata_async(
+        &self,
+        client: &reqwest::Client,
+        ty: ObjectType,
+        c: &Checksum,
+    ) -> Result<Vec<u8>> {
         self.progress.requested(1);
-        let bytes = self.get(&self.object(ty, c), MAX_METADATA_SIZE)?;
+        let rel = self.object(ty, c);
+        let bytes = self
+            .get_opt_async(client, &rel, MAX_METADATA_SIZE)
+            .await?
+            .ok_or_else(|| self.not_found(&rel))?;
         fsck::verify_metadata(ty, c, &bytes)?;
         self.fetched_metadata.fetch_add(1, Relaxed);
         self.progress.metadata_fetched();
         self.progress.done(1);
         Ok(bytes)
+    }
+
+    /// Fetches and verifies a metadata object.
+    fn metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
+        self.rt.block_on(self.metadata_async(&self.client, ty, c))
     }
 }
 
@@ -188,22 +310,6 @@ fn load_metadata(
     let bytes = remote.metadata(ty, c)?;
     tx.write_metadata(ty, &bytes)?;
     Ok(bytes)
-}
-
-/// Counts response bytes into the remote's transfer total.
-struct Counting<'a, R> {
-    inner: R,
-    total: &'a AtomicU64,
-    progress: &'a Progress,
-}
-
-impl<R: Read> Read for Counting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.total.fetch_add(n as u64, Relaxed);
-        self.progress.bytes(n as u64);
-        Ok(n)
-    }
 }
 
 /// Hashes the payload as the transaction consumes it, remembering how
@@ -234,14 +340,13 @@ impl<R: Read> Read for Hashing<R> {
 fn import_filez(
     tx: &Transaction,
     c: &Checksum,
-    body: impl Read,
+    mut r: impl BufRead,
     opts: &HttpPullOptions,
 ) -> Result<()> {
     let hex = object::to_hex(c);
     let bad = |what: &dyn std::fmt::Display| {
         Error::Corrupt(format!("Corrupted file object {hex}.filez: {what}"))
     };
-    let mut r = std::io::BufReader::new(body);
     let mut prefix = [0u8; 8];
     r.read_exact(&mut prefix).map_err(|e| bad(&e))?;
     let len = object::parse_lenprefix(&prefix)?;
@@ -493,10 +598,6 @@ pub fn pull_http_with_progress(
             "Dry run option is only supported with --require-static-deltas".into(),
         ));
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(FETCH_THREADS)
-        .build()
-        .map_err(|e| Error::Invalid(format!("creating fetch threads: {e}")))?;
     let tx = dst.begin()?;
     // Deltas are not applied into archive repos (mirrors), nor for
     // commit-metadata-only pulls, as upstream.
@@ -587,7 +688,7 @@ pub fn pull_http_with_progress(
     // Also without a walk: what is left to report is the objects total.
     progress.set_phase(Phase::Objects);
     if !opts.commit_metadata_only {
-        pool.install(|| fetch_trees(&tx, &remote, &commits, opts, rescan))?;
+        fetch_trees(&tx, &remote, &commits, opts, rescan)?;
     }
     crate::pull::queue_refs(&tx, &wanted, opts.remote.is_none(), opts.remote.as_deref())?;
     let stats = HttpPullStats {
@@ -649,10 +750,12 @@ fn check_timestamp(
 /// Fetches everything reachable from the root trees of `commits` that the
 /// repository does not have yet.
 ///
-/// The walk is a pool of tasks, not level-by-level batches: each dirtree
-/// queues its children as soon as it arrives, so the connections never
-/// idle waiting for the slowest request of a level, and content is fetched
-/// while metadata is still being discovered, as upstream does.
+/// One queue of objects feeds [`fetch_threads`] threads, each keeping up to
+/// [`PER_THREAD`] requests in flight: no level-by-level batches, so the
+/// connections never idle waiting for the slowest request of a level, and
+/// content is fetched while metadata is still being discovered, as upstream
+/// does. Metadata is taken from the queue before content, so the tree is
+/// known early and its dirtrees are not stuck behind thousands of files.
 ///
 /// A dirtree already stored in the repository is not descended into
 /// (upstream's `scan_one_metadata_object`): its objects were published with
@@ -671,17 +774,29 @@ fn fetch_trees(
         remote,
         opts,
         rescan,
-        seen: Mutex::new(HashSet::new()),
+        tmp: tx.repo().path().join("tmp"),
+        queue: Mutex::new(Queue::default()),
+        wake: tokio::sync::Notify::new(),
         error: Mutex::new(None),
         failed: AtomicBool::new(false),
     };
-    rayon::scope(|s| {
-        for (_, c) in commits {
-            walk.spawn(s, ObjectType::DirTree, c.root_tree);
-            walk.spawn(s, ObjectType::DirMeta, c.root_meta);
+    walk.push(commits.iter().flat_map(|(_, c)| {
+        [
+            (ObjectType::DirTree, c.root_tree),
+            (ObjectType::DirMeta, c.root_meta),
+        ]
+    }));
+    std::thread::scope(|s| {
+        for i in 0..fetch_threads() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("pull-fetch-{i}"))
+                .spawn_scoped(s, || walk.worker());
+            if let Err(e) = spawned {
+                walk.fail(Error::io("starting a fetch thread", e));
+            }
         }
     });
-    // A panicking task re-panics out of the scope above, so the lock
+    // Threads that panicked re-panic out of the scope above, so the lock
     // cannot be poisoned here.
     match walk
         .error
@@ -693,70 +808,189 @@ fn fetch_trees(
     }
 }
 
-/// Shared state of [`fetch_trees`]' tasks.
+/// Objects waiting for a fetch thread.
+#[derive(Default)]
+struct Queue {
+    metadata: std::collections::VecDeque<(ObjectType, Checksum)>,
+    content: std::collections::VecDeque<Checksum>,
+    /// Objects queued or being worked on: the walk is over at zero.
+    outstanding: usize,
+    /// Objects ever queued: a file or subtree shared by many directories
+    /// is fetched (or looked up) once.
+    seen: HashSet<(ObjectType, Checksum)>,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<(ObjectType, Checksum)> {
+        self.metadata
+            .pop_front()
+            .or_else(|| Some((ObjectType::File, self.content.pop_front()?)))
+    }
+}
+
+/// Shared state of [`fetch_trees`]' threads.
 struct Walk<'w, 'r> {
     tx: &'w Transaction<'r>,
     remote: &'w Remote<'w>,
     opts: &'w HttpPullOptions,
     rescan: bool,
-    /// Objects already queued: a file or subtree shared by many
-    /// directories is fetched (or looked up) once.
-    seen: Mutex<HashSet<(ObjectType, Checksum)>>,
-    /// The first failure; later tasks return at once so the pull stops.
+    /// Where large bodies are spooled.
+    tmp: std::path::PathBuf,
+    queue: Mutex<Queue>,
+    /// Wakes threads waiting for work: when the queue stops being empty,
+    /// when the walk is over, and when it failed.
+    wake: tokio::sync::Notify,
+    /// The first failure; every thread stops at the next object.
     error: Mutex<Option<Error>>,
     failed: AtomicBool,
 }
 
-impl<'w> Walk<'w, '_> {
-    fn spawn(&'w self, s: &rayon::Scope<'w>, ty: ObjectType, c: Checksum) {
-        let new = self
-            .seen
-            .lock()
-            .expect("no panics while holding the lock")
-            .insert((ty, c));
-        if !new {
-            return;
-        }
+impl Walk<'_, '_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().expect("no panics while holding the lock")
+    }
+
+    /// Queues objects not queued before.
+    fn push(&self, objects: impl IntoIterator<Item = (ObjectType, Checksum)>) {
         let progress = self.remote.progress;
-        match ty {
-            // Counted as needed until found present, so the total is
-            // known as soon as the parent dirtree arrives.
-            ObjectType::File => progress.requested(1),
-            _ => progress.metadata_queued(),
-        }
-        s.spawn(move |s| {
-            if !self.failed.load(Relaxed) {
-                if let Err(e) = self.visit(s, ty, &c) {
-                    self.failed.store(true, Relaxed);
-                    let mut first = self.error.lock().expect("no panics while holding the lock");
-                    first.get_or_insert(e);
+        let mut q = self.lock();
+        let was_empty = q.metadata.is_empty() && q.content.is_empty();
+        for (ty, c) in objects {
+            if !q.seen.insert((ty, c)) {
+                continue;
+            }
+            q.outstanding += 1;
+            match ty {
+                // Counted as needed until found present, so the total is
+                // known as soon as the parent dirtree arrives.
+                ObjectType::File => {
+                    progress.requested(1);
+                    q.content.push_back(c);
+                }
+                _ => {
+                    progress.metadata_queued();
+                    q.metadata.push_back((ty, c));
                 }
             }
-            if ty != ObjectType::File {
-                progress.metadata_settled();
+        }
+        let now_empty = q.metadata.is_empty() && q.content.is_empty();
+        drop(q);
+        // A thread only waits after finding the queue empty, so only this
+        // transition can leave one waiting for work that is there.
+        if was_empty && !now_empty {
+            self.wake.notify_waiters();
+        }
+    }
+
+    fn fail(&self, e: Error) {
+        self.failed.store(true, Relaxed);
+        self.error
+            .lock()
+            .expect("no panics while holding the lock")
+            .get_or_insert(e);
+        self.wake.notify_waiters();
+    }
+
+    /// One fetch thread: its own runtime, client and connections.
+    fn worker(&self) {
+        // A panicking thread would leave its objects outstanding forever
+        // and the other threads waiting for them: stop the walk instead
+        // (the scope then re-raises the panic).
+        struct StopOnPanic<'a, 'w, 'r>(&'a Walk<'w, 'r>);
+        impl Drop for StopOnPanic<'_, '_, '_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.failed.store(true, Relaxed);
+                    self.0.wake.notify_waiters();
+                }
+            }
+        }
+        let _stop = StopOnPanic(self);
+        let setup = runtime().and_then(|rt| Ok((rt, http_client()?)));
+        let (rt, client) = match setup {
+            Ok(x) => x,
+            Err(e) => return self.fail(e),
+        };
+        rt.block_on(async {
+            use futures_util::stream::{FuturesUnordered, StreamExt};
+            let mut inflight = FuturesUnordered::new();
+            loop {
+                // Registered before looking at the queue, so a push or the
+                // end of the walk in between is not missed.
+                let woken = self.wake.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if self.failed.load(Relaxed) {
+                    break;
+                }
+                let over = {
+                    let mut q = self.lock();
+                    while inflight.len() < PER_THREAD {
+                        let Some((ty, c)) = q.pop() else { break };
+                        inflight.push(self.run(&client, ty, c));
+                    }
+                    q.outstanding == 0
+                };
+                if inflight.is_empty() {
+                    if over {
+                        break;
+                    }
+                    woken.await;
+                    continue;
+                }
+                tokio::select! {
+                    _ = inflight.next() => {}
+                    _ = &mut woken => {}
+                }
             }
         });
     }
 
-    fn visit(&'w self, s: &rayon::Scope<'w>, ty: ObjectType, c: &Checksum) -> Result<()> {
+    /// Works on one object, then retires it from `outstanding` (after its
+    /// children were queued, so the count cannot reach zero early).
+    async fn run(&self, client: &reqwest::Client, ty: ObjectType, c: Checksum) {
+        if !self.failed.load(Relaxed) {
+            if let Err(e) = self.visit(client, ty, &c).await {
+                self.fail(e);
+            }
+        }
+        if ty != ObjectType::File {
+            self.remote.progress.metadata_settled();
+        }
+        let over = {
+            let mut q = self.lock();
+            q.outstanding -= 1;
+            q.outstanding == 0
+        };
+        if over {
+            self.wake.notify_waiters();
+        }
+    }
+
+    async fn visit(&self, client: &reqwest::Client, ty: ObjectType, c: &Checksum) -> Result<()> {
         let (tx, remote) = (self.tx, self.remote);
         match ty {
             ObjectType::DirTree => {
                 if !self.rescan && tx.repo().has_object(ty, c) {
                     return Ok(());
                 }
-                let bytes = load_metadata(tx, remote, ty, c)?;
+                let bytes = if tx.has_object(ty, c) {
+                    tx.read_metadata(ty, c)?
+                } else {
+                    let bytes = remote.metadata_async(client, ty, c).await?;
+                    tx.write_metadata(ty, &bytes)?;
+                    bytes
+                };
                 let tree = DirTree::from_bytes(&bytes)
                     .map_err(|e| Error::Corrupt(format!("{}.dirtree: {e}", object::to_hex(c))))?;
-                for (_, fc) in &tree.files {
-                    self.spawn(s, ObjectType::File, *fc);
-                }
-                // Spawned last, so run first: rayon takes a worker's newest
-                // task first, which keeps metadata ahead of content.
-                for (_, tc, mc) in tree.dirs {
-                    self.spawn(s, ObjectType::DirMeta, mc);
-                    self.spawn(s, ObjectType::DirTree, tc);
-                }
+                self.push(
+                    tree.dirs
+                        .iter()
+                        .flat_map(|(_, tc, mc)| {
+                            [(ObjectType::DirMeta, *mc), (ObjectType::DirTree, *tc)]
+                        })
+                        .chain(tree.files.iter().map(|(_, fc)| (ObjectType::File, *fc))),
+                );
             }
             ObjectType::File => {
                 if tx.has_object(ty, c) {
@@ -764,16 +998,23 @@ impl<'w> Walk<'w, '_> {
                     return Ok(());
                 }
                 let rel = remote.object(ty, c);
-                let body = remote.open(&rel)?.ok_or_else(|| {
-                    Error::NotFound(format!("fetching {}/{rel}: 404 Not Found", remote.base))
-                })?;
-                import_filez(tx, c, body, self.opts)?;
+                let resp = remote
+                    .send(client, &rel)
+                    .await?
+                    .ok_or_else(|| remote.not_found(&rel))?;
+                // The whole body first: decompressing and writing happen
+                // without awaiting, so a cancelled walk never leaves half
+                // an object, and the connection is free again sooner.
+                match remote.read_content(resp, &rel, &self.tmp).await? {
+                    Body::Memory(b) => import_filez(tx, c, &b[..], self.opts)?,
+                    Body::Spooled(f) => import_filez(tx, c, std::io::BufReader::new(f), self.opts)?,
+                }
                 remote.fetched_content.fetch_add(1, Relaxed);
                 remote.progress.done(1);
             }
             _ => {
                 if !tx.has_object(ty, c) {
-                    tx.write_metadata(ty, &remote.metadata(ty, c)?)?;
+                    tx.write_metadata(ty, &remote.metadata_async(client, ty, c).await?)?;
                 }
             }
         }
