@@ -1701,9 +1701,46 @@ impl Payload<'_> {
 }
 
 thread_local! {
-    // One deflate state per thread, reset between objects: allocating and
-    // clearing a fresh one per file costs more than compressing a small file.
-    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+    // Deflate states per thread (one per level used), reset between
+    // objects: allocating and clearing a fresh one per file costs more than
+    // compressing a small file.
+    static DEFLATE: RefCell<Vec<(u32, Compress)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Where this thread's deflate state for `level` is in `cache`, reset.
+fn deflater(cache: &mut Vec<(u32, Compress)>, level: u32) -> usize {
+    let i = match cache.iter().position(|(l, _)| *l == level) {
+        Some(i) => {
+            cache[i].1.reset();
+            i
+        }
+        None => {
+            cache.push((level, Compress::new(Compression::new(level), false)));
+            cache.len() - 1
+        }
+    };
+    i
+}
+
+/// Whether `start` (a file's first bytes) begins like the output of a
+/// compressor: gzip, xz, zstd, bzip2, PNG or JPEG. Such content is stored
+/// in `.filez` without compressing it again: zlib at level 6 gains about
+/// 0.6 % on it (measured on the 115 MB of such files of the bench tree: man
+/// pages, docs, images), for a third of an archive commit's deflate time.
+fn already_compressed(start: &[u8]) -> bool {
+    const MAGIC: [&[u8]; 6] = [
+        b"\x1f\x8b\x08",
+        b"\xfd7zXZ\x00",
+        b"\x28\xb5\x2f\xfd",
+        b"\x89PNG\r\n\x1a\n",
+        b"\xff\xd8\xff",
+        b"BZh",
+    ];
+    MAGIC.iter().any(|m| start.starts_with(m))
+        // bzip2's magic is text: also require its block-size digit and
+        // the block header's first byte.
+        && (!start.starts_with(b"BZh")
+            || (start.len() > 4 && (b'1'..=b'9').contains(&start[3]) && start[4] == 0x31))
 }
 
 /// Writes `head` then exactly `size` bytes of `payload` as raw deflate at
@@ -1723,23 +1760,14 @@ fn deflate_object(
             .map_err(io_err("reading source of", p))?;
     }
     DEFLATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let z = match &mut *slot {
-            Some((l, z)) if *l == level => {
-                z.reset();
-                z
-            }
-            slot => {
-                &mut slot
-                    .insert((level, Compress::new(Compression::new(level), false)))
-                    .1
-            }
-        };
+        let mut cache = cell.borrow_mut();
         crate::scratch::with_buffer(|input| {
             // The header goes out in the first write, with compressed data.
             let mut output: Vec<u8> = Vec::with_capacity(160 * 1024);
             output.extend_from_slice(head);
             let mut remaining = size;
+            // Chosen once the first block shows what the content is.
+            let mut zi: Option<usize> = None;
             loop {
                 let want = remaining.min(input.len() as u64) as usize;
                 let mut n = 0;
@@ -1760,6 +1788,11 @@ fn deflate_object(
                     )));
                 }
                 remaining -= n as u64;
+                let i = *zi.get_or_insert_with(|| {
+                    let stored = already_compressed(&input[..n]);
+                    deflater(&mut cache, if stored { 0 } else { level })
+                });
+                let z = &mut cache[i].1;
                 let flush = if remaining == 0 {
                     FlushCompress::Finish
                 } else {
@@ -1913,6 +1946,63 @@ mod tests {
         }
         // Level 1 compresses this input less tightly than level 9.
         assert!(archive_sizes[0] > archive_sizes[1], "{archive_sizes:?}");
+    }
+
+    /// Content that starts like a compressor's output is stored, not
+    /// deflated again; the rest (including text that merely starts with
+    /// "BZh") is compressed; both read back intact.
+    #[test]
+    fn already_compressed_content_is_stored() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Repo::create(d.path(), RepoMode::Archive).unwrap();
+        let header = FileHeader {
+            uid: 0,
+            gid: 0,
+            mode: mode::S_IFREG | 0o644,
+            symlink_target: String::new(),
+            xattrs: Vec::new(),
+        };
+        // Compressible bodies behind each magic, so storing is visible in
+        // the object's size.
+        let body = b"all work and no play ".repeat(10_000);
+        let mut cases: Vec<(Vec<u8>, bool)> = Vec::new();
+        for magic in [
+            &b"\x1f\x8b\x08\x00"[..],
+            b"\xfd7zXZ\x00",
+            b"\x28\xb5\x2f\xfd",
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8\xff\xe0",
+            b"BZh91AY&SY",
+        ] {
+            cases.push(([magic, &body[..]].concat(), true));
+        }
+        for text in [&b"BZh is not bzip2 "[..], b"\x1f\x8b", b"plain "] {
+            cases.push(([text, &body[..]].concat(), false));
+        }
+        let tx = r.begin().unwrap();
+        let mut written = Vec::new();
+        for (data, _) in &cases {
+            let c = object::content_checksum(&header, data);
+            let mut src = tempfile::tempfile().unwrap();
+            src.write_all(data).unwrap();
+            tx.write_content_file(&c, &header, &src, data.len() as u64)
+                .unwrap();
+            written.push(c);
+        }
+        tx.commit().unwrap();
+        for ((data, stored), c) in cases.iter().zip(&written) {
+            let mut back = Vec::new();
+            r.open_content(c)
+                .unwrap()
+                .payload
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == *data, "{:?}", &data[..8]);
+            let len = fs::metadata(r.object_path(ObjectType::File, c))
+                .unwrap()
+                .len() as usize;
+            assert_eq!(len > data.len(), *stored, "{:?}: {len}", &data[..8]);
+        }
     }
 
     #[test]
