@@ -1887,6 +1887,17 @@ mod tests {
         assert_eq!(parse_zlib_level("fast"), 1);
     }
 
+    /// A root-owned 0644 regular file's header.
+    fn plain_header() -> FileHeader {
+        FileHeader {
+            uid: 0,
+            gid: 0,
+            mode: mode::S_IFREG | 0o644,
+            symlink_target: String::new(),
+            xattrs: Vec::new(),
+        }
+    }
+
     /// Content written through every storage path reads back intact:
     /// archive payloads cross the deflate loop's 128 KiB chunks, and the
     /// configured `core.zlib-level` reaches the compressor.
@@ -1910,13 +1921,7 @@ mod tests {
                 cfg.set("core", "zlib-level", l);
                 r.write_config(cfg).unwrap();
             }
-            let header = FileHeader {
-                uid: 0,
-                gid: 0,
-                mode: mode::S_IFREG | 0o644,
-                symlink_target: String::new(),
-                xattrs: Vec::new(),
-            };
+            let header = plain_header();
             let mut written = Vec::new();
             let tx = r.begin().unwrap();
             for len in [0, 1, 131_072, 300_000] {
@@ -1955,13 +1960,7 @@ mod tests {
     fn already_compressed_content_is_stored() {
         let d = tempfile::tempdir().unwrap();
         let r = Repo::create(d.path(), RepoMode::Archive).unwrap();
-        let header = FileHeader {
-            uid: 0,
-            gid: 0,
-            mode: mode::S_IFREG | 0o644,
-            symlink_target: String::new(),
-            xattrs: Vec::new(),
-        };
+        let header = plain_header();
         // Compressible bodies behind each magic, so storing is visible in
         // the object's size.
         let body = b"all work and no play ".repeat(10_000);
