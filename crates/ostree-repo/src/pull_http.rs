@@ -283,11 +283,6 @@ impl<'p> Remote<'p> {
         self.progress.done(1);
         Ok(bytes)
     }
-
-    /// Fetches and verifies a metadata object.
-    fn metadata(&self, ty: ObjectType, c: &Checksum) -> Result<Vec<u8>> {
-        self.rt.block_on(self.metadata_async(&self.client, ty, c))
-    }
 }
 
 impl crate::delta::DeltaFetcher for Remote<'_> {
@@ -304,10 +299,23 @@ fn load_metadata(
     ty: ObjectType,
     c: &Checksum,
 ) -> Result<Vec<u8>> {
+    remote
+        .rt
+        .block_on(load_metadata_async(tx, remote, &remote.client, ty, c))
+}
+
+/// [`load_metadata`] with `client`, from a fetch thread's runtime.
+async fn load_metadata_async(
+    tx: &Transaction<'_>,
+    remote: &Remote<'_>,
+    client: &reqwest::Client,
+    ty: ObjectType,
+    c: &Checksum,
+) -> Result<Vec<u8>> {
     if tx.has_object(ty, c) {
         return tx.read_metadata(ty, c);
     }
-    let bytes = remote.metadata(ty, c)?;
+    let bytes = remote.metadata_async(client, ty, c).await?;
     tx.write_metadata(ty, &bytes)?;
     Ok(bytes)
 }
@@ -883,11 +891,16 @@ impl Walk<'_, '_> {
     }
 
     fn fail(&self, e: Error) {
-        self.failed.store(true, Relaxed);
         self.error
             .lock()
             .expect("no panics while holding the lock")
             .get_or_insert(e);
+        self.stop();
+    }
+
+    /// Makes every thread stop at its next object.
+    fn stop(&self) {
+        self.failed.store(true, Relaxed);
         self.wake.notify_waiters();
     }
 
@@ -900,8 +913,7 @@ impl Walk<'_, '_> {
         impl Drop for StopOnPanic<'_, '_, '_> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
-                    self.0.failed.store(true, Relaxed);
-                    self.0.wake.notify_waiters();
+                    self.0.stop();
                 }
             }
         }
@@ -974,13 +986,7 @@ impl Walk<'_, '_> {
                 if !self.rescan && tx.repo().has_object(ty, c) {
                     return Ok(());
                 }
-                let bytes = if tx.has_object(ty, c) {
-                    tx.read_metadata(ty, c)?
-                } else {
-                    let bytes = remote.metadata_async(client, ty, c).await?;
-                    tx.write_metadata(ty, &bytes)?;
-                    bytes
-                };
+                let bytes = load_metadata_async(tx, remote, client, ty, c).await?;
                 let tree = DirTree::from_bytes(&bytes)
                     .map_err(|e| Error::Corrupt(format!("{}.dirtree: {e}", object::to_hex(c))))?;
                 self.push(

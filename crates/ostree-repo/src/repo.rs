@@ -1709,7 +1709,7 @@ thread_local! {
 
 /// Where this thread's deflate state for `level` is in `cache`, reset.
 fn deflater(cache: &mut Vec<(u32, Compress)>, level: u32) -> usize {
-    let i = match cache.iter().position(|(l, _)| *l == level) {
+    match cache.iter().position(|(l, _)| *l == level) {
         Some(i) => {
             cache[i].1.reset();
             i
@@ -1718,8 +1718,7 @@ fn deflater(cache: &mut Vec<(u32, Compress)>, level: u32) -> usize {
             cache.push((level, Compress::new(Compression::new(level), false)));
             cache.len() - 1
         }
-    };
-    i
+    }
 }
 
 /// Whether `start` (a file's first bytes) begins like the output of a

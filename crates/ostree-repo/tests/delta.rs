@@ -17,26 +17,13 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{run, serve_logged as serve, OSTREE};
+use common::{noise, run, serve_logged as serve, OSTREE};
 
 fn ostree(repo: &Path, args: &[&str]) -> String {
     let r = format!("--repo={}", repo.display());
     let mut a = vec![r.as_str()];
     a.extend_from_slice(args);
     run(OSTREE, &a)
-}
-
-/// Deterministic pseudo-random bytes.
-fn noise(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// Version 1 and 2 of a tree: 2 has a big file with a few bytes changed

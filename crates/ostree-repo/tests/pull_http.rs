@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{run, serve, OSTREE};
+use common::{noise, run, serve, OSTREE};
 
 /// A source tree with a nested directory, an executable, a symlink, an
 /// empty file, a file large enough to span several deflate blocks and an
@@ -33,16 +33,7 @@ fn make_tree(root: &Path, variant: &str) {
     fs::write(root.join("usr/big.bin"), big).unwrap();
     // Incompressible and over 1 MiB: the puller spools such bodies to a
     // temp file instead of holding them in memory.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..(3 << 20) / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect();
-    fs::write(root.join("usr/noise.bin"), noise).unwrap();
+    fs::write(root.join("usr/noise.bin"), noise(3 << 20, 7)).unwrap();
     std::os::unix::fs::symlink("bin/tool", root.join("usr/tool-link")).unwrap();
 }
 

@@ -54,3 +54,17 @@ fn serve_with(dir: &Path, extra: &[&str]) -> String {
     let port = std::fs::read_to_string(&portfile).expect("port file");
     format!("http://127.0.0.1:{}", port.trim())
 }
+
+/// Deterministic pseudo-random (incompressible) bytes.
+#[allow(dead_code)] // not every test binary needs them
+pub fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
